@@ -66,6 +66,10 @@ class CollectionExistsError(InvalidArgumentError):
     """``create_collection`` of a name that exists."""
 
 
+class DatabaseNotFoundError(VecDBError, FileNotFoundError):
+    """``readonly=True`` open of a directory that holds no database."""
+
+
 class DatabaseClosedError(VecDBError, RuntimeError):
     """An operation on a closed database or on a collection of one."""
 

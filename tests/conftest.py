@@ -1,0 +1,95 @@
+"""Helpers shared by several test files: reference (numpy float64) search and test data.
+
+Import them directly (``from conftest import exact_topk``); pytest puts tests/ on sys.path.
+"""
+
+from __future__ import annotations
+
+from typing import Optional, Tuple
+
+import pytest
+
+import numpy as np
+
+
+def random_vectors(n: int, dim: int, *, seed: int = 0, kind: str = "gaussian") -> np.ndarray:
+    """A C-contiguous float32 [n, dim] array.
+
+    ``kind="gaussian"``: standard normal entries. ``kind="int"``: small integers in [-3, 3],
+    so L2 and inner-product distances are exact in float32 (no rounding) and ties are common,
+    which makes exact comparisons, tie-breaking included, meaningful.
+    """
+    rng = np.random.default_rng(seed)
+    if kind == "gaussian":
+        return rng.standard_normal((n, dim), dtype=np.float32)
+    if kind == "int":
+        return rng.integers(-3, 4, size=(n, dim)).astype(np.float32)
+    raise ValueError(f"kind: unknown {kind!r}")
+
+
+def exact_distances(X: np.ndarray, Q: np.ndarray, metric: str) -> np.ndarray:
+    """float64 [nq, n] distances with vecdb's conventions (smaller is closer)."""
+    X = np.asarray(X, dtype=np.float64)
+    Q = np.atleast_2d(np.asarray(Q, dtype=np.float64))
+    dots = Q @ X.T
+    if metric == "l2":  # expanded in float64: exact for integer data, ~1e-16 relative else
+        sq = (Q * Q).sum(axis=1)[:, None] + (X * X).sum(axis=1)[None, :] - 2.0 * dots
+        return np.maximum(sq, 0.0)
+    if metric == "ip":
+        return -dots
+    if metric == "cosine":
+        qn = np.linalg.norm(Q, axis=1)[:, None]
+        xn = np.linalg.norm(X, axis=1)[None, :]
+        with np.errstate(divide="ignore", invalid="ignore"):
+            d = 1.0 - dots / (qn * xn)
+        d[(qn == 0) | (xn == 0)] = 1.0
+        return d
+    raise ValueError(f"metric: unknown {metric!r}")
+
+
+def exact_topk(X: np.ndarray, Q: np.ndarray, k: int, metric: str,
+               mask: Optional[np.ndarray] = None) -> Tuple[np.ndarray, np.ndarray]:
+    """Exact top-k in float64: (rows int64 [nq, k], distances float64 [nq, k]).
+
+    Best first, ties to the smaller row; rows outside ``mask`` (bool [n]) are skipped; unused
+    slots hold row -1 and distance +inf (the contract of vecdb's flat search).
+    """
+    D = exact_distances(X, Q, metric)
+    nq, n = D.shape
+    rows = np.full((nq, k), -1, dtype=np.int64)
+    dist = np.full((nq, k), np.inf)
+    candidates = np.arange(n) if mask is None else np.flatnonzero(mask)
+    for i in range(nq):
+        d = D[i, candidates]
+        order = np.lexsort((candidates, d))[:k]  # by distance, then row
+        rows[i, : order.size] = candidates[order]
+        dist[i, : order.size] = d[order]
+    return rows, dist
+
+
+def bits_from_mask(mask: np.ndarray, *, extra_words: int = 0) -> np.ndarray:
+    """The uint64 bitset of a bool mask (bit r = word r // 64, bit r % 64)."""
+    mask = np.asarray(mask, dtype=bool)
+    words = (mask.size + 63) // 64 + extra_words
+    padded = np.zeros(words * 64, dtype=bool)
+    padded[: mask.size] = mask
+    return np.packbits(padded, bitorder="little").view("<u8").astype(np.uint64)
+
+
+# -- fixtures --------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def db_path(tmp_path):
+    """Path of a database directory that does not exist yet."""
+    return tmp_path / "test.vdb"
+
+
+@pytest.fixture
+def db(db_path):
+    """A writable database in a fresh directory, closed after the test."""
+    import vecdb
+
+    database = vecdb.open(db_path)
+    yield database
+    database.close()

@@ -1,0 +1,142 @@
+"""Storage layer: segment files, LMDB map growth, format checks, records, the writer lock."""
+
+from __future__ import annotations
+
+import os
+
+import lmdb
+import numpy as np
+import pytest
+
+import vecdb
+from vecdb import errors
+from vecdb.storage import env as envmod, records, segments
+from vecdb.storage.lock import WriterLock
+
+
+def _segment_files(db_path):
+    return sorted((db_path / "collections").glob("*/vectors.*.f32"))
+
+
+def test_segment_append_views_and_growth(tmp_path):
+    store = segments.SegmentStore(str(tmp_path), dim=3, uuid=b"u" * 16, writable=True)
+    a = np.arange(3 * 1000, dtype=np.float32).reshape(1000, 3)
+    store.append(0, a[:10])
+    v_small = store.views(10)
+    store.append(10, a[10:])
+    store.sync()
+    v = store.views(1000)
+    np.testing.assert_array_equal(v[0][:1000], a)
+    np.testing.assert_array_equal(v_small[0][:10], a[:10])  # old views stay valid
+    np.testing.assert_array_equal(store.read([999, 0, 5], 1000), a[[999, 0, 5]])
+    size = os.path.getsize(tmp_path / "vectors.0.f32")
+    assert size == segments.HEADER_BYTES + 1024 * 12  # grown by doubling from 256 rows
+    store.close()
+
+
+@pytest.mark.parametrize("offset,byte", [(0, b"X"), (9, b"\x07"), (16, b"\x09"), (40, b"\x00")])
+def test_corrupt_segment_header_is_detected(db_path, offset, byte):
+    with vecdb.open(db_path) as db:
+        db.create_collection("c", dim=4).add(ids=[1], vectors=[[1, 2, 3, 4]])
+    (path,) = _segment_files(db_path)
+    with open(path, "r+b") as f:
+        f.seek(offset)
+        f.write(byte)
+    with vecdb.open(db_path) as db:
+        with pytest.raises(errors.CorruptionError, match="vectors.0.f32"):
+            db.get_collection("c")
+
+
+def test_truncated_segment_is_detected(db_path):
+    with vecdb.open(db_path) as db:
+        db.create_collection("c", dim=4).add(ids=list(range(10)), vectors=np.ones((10, 4)))
+    (path,) = _segment_files(db_path)
+    os.truncate(path, segments.HEADER_BYTES + 5 * 16)
+    with vecdb.open(db_path) as db:
+        with pytest.raises(errors.CorruptionError, match="holds 5 rows"):
+            db.get_collection("c")
+
+
+def test_missing_segment_is_detected(db_path):
+    with vecdb.open(db_path) as db:
+        db.create_collection("c", dim=4).add(ids=[1], vectors=[[1, 2, 3, 4]])
+    (path,) = _segment_files(db_path)
+    os.remove(path)
+    with vecdb.open(db_path) as db:
+        with pytest.raises(errors.CorruptionError, match="missing"):
+            db.get_collection("c")
+
+
+def test_lmdb_map_grows_transparently(db_path, monkeypatch):
+    monkeypatch.setattr(envmod, "INITIAL_MAP_SIZE", 1 << 20)
+    doc = os.urandom(3000).hex()  # incompressible, ~6 KB per record
+    with vecdb.open(db_path) as db:
+        col = db.create_collection("c", dim=2, metric="l2")
+        for b in range(6):
+            col.add(ids=list(range(b * 200, b * 200 + 200)), vectors=np.ones((200, 2)),
+                    documents=[doc] * 200)
+        assert db._env.env.info()["map_size"] > 4 << 20
+        assert col.count() == 1200
+    with vecdb.open(db_path, readonly=True) as db:
+        col = db.get_collection("c")
+        assert col.count() == 1200 and col.get(ids=[1199])[0].document == doc
+
+
+def test_newer_format_is_refused(db_path):
+    vecdb.open(db_path).close()
+    env = lmdb.open(str(db_path), max_dbs=8)
+    with env.begin(write=True, db=env.open_db(b"meta")) as txn:
+        txn.put(b"format_version", b"999")
+    env.close()
+    with pytest.raises(errors.FormatVersionError, match="999"):
+        vecdb.open(db_path)
+
+
+def test_foreign_lmdb_is_refused(tmp_path):
+    env = lmdb.open(str(tmp_path), max_dbs=8)
+    with env.begin(write=True, db=env.open_db(b"catalog")) as txn:
+        txn.put(b"x", b"y")
+    env.close()
+    with pytest.raises(errors.CorruptionError, match="not a vecdb database"):
+        vecdb.open(tmp_path)
+
+
+@pytest.mark.parametrize("meta,doc", [({"a": 1, "l": [1, "x", None]}, "short"),
+                                      ({"t": "y" * 5000}, "z" * 5000), (None, None)])
+def test_records_roundtrip(meta, doc):
+    raw = records.encode("id", meta, doc)
+    assert records.decode(raw) == ("id", meta, doc)
+    assert (raw[:1] == b"\x01") == (len(doc or "") > records.COMPRESS_ABOVE)
+
+
+def test_record_with_unknown_tag_is_corruption():
+    with pytest.raises(errors.CorruptionError, match="tag"):
+        records.decode(b"\x07abc")
+
+
+def test_writer_lock_is_exclusive_even_in_one_process(tmp_path):
+    lock = WriterLock.acquire(str(tmp_path), timeout=0)
+    with pytest.raises(errors.DatabaseLockedError, match="locked"):
+        WriterLock.acquire(str(tmp_path), timeout=0.05)
+    lock.release()
+    WriterLock.acquire(str(tmp_path), timeout=0).release()
+
+
+def test_drop_collection_removes_keys_and_files(db_path):
+    with vecdb.open(db_path) as db:
+        a = db.create_collection("a", dim=2)
+        b = db.create_collection("b", dim=2)
+        a.add(ids=[1, 2], vectors=[[1, 0], [0, 1]], documents=["x", "y"])
+        b.add(ids=[1], vectors=[[1, 1]])
+        folder = a._store.directory
+        db.drop_collection("a")
+        with pytest.raises(errors.CollectionNotFoundError):
+            a.query([1, 0])
+        assert db.list_collections() == ["b"] and b.count() == 1
+        with db._env.read() as txn:
+            for table in ("rows", "ids", "state"):
+                assert txn.stat(db._env.dbs[table])["entries"] == 1, table
+        c = db.create_collection("a", dim=3)  # the name can be reused, empty
+        assert c.count() == 0 and c.dim == 3
+    assert len(_segment_files(db_path)) == 1
+    assert not os.path.exists(folder)

@@ -1,0 +1,97 @@
+"""cffi build script: compiles csrc/*.c into the extension module ``vecdb._core``.
+
+Run by setuptools through ``cffi_modules=["vecdb/_ffi_build.py:ffibuilder"]`` in setup.py (the
+working directory is then the project root), or directly: ``python vecdb/_ffi_build.py``.
+
+``CDEF`` is written by hand (the pynacl way) and must declare exactly what ``csrc/vecdb.h``
+declares; tests/test_native.py compares the two. cffi also checks every ``#define`` value
+against the header when it compiles the module.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import cffi
+
+CDEF = """
+#define VDB_OK 0
+#define VDB_ERR_INVALID -1
+#define VDB_ERR_NOMEM -2
+#define VDB_ERR_THREAD -3
+#define VDB_ERR_UNSUPPORTED -4
+
+#define VDB_METRIC_L2 0
+#define VDB_METRIC_IP 1
+#define VDB_METRIC_COSINE 2
+
+#define VDB_SIMD_SCALAR 0
+#define VDB_SIMD_AVX2 1
+#define VDB_SIMD_AVX512 2
+
+typedef struct vdb_rows {
+    const float *const *segments;
+    size_t n_segments;
+    unsigned segment_shift;
+    size_t n_rows;
+    size_t dim;
+} vdb_rows;
+
+const char *vdb_strerror(int rc);
+
+int vdb_simd_best(int *level);
+
+int vdb_distances(int simd, int metric, const float *q, const float *x, size_t n, size_t dim,
+                  float *out);
+
+int vdb_flat_search(int simd, int metric, const vdb_rows *rows, const float *queries, size_t nq,
+                    size_t k, const uint64_t *allow, const uint64_t *deny, int n_threads,
+                    int64_t *out_rows, float *out_dist);
+
+int vdb_bitset_count(const uint64_t *bits, size_t n_bits, size_t *count);
+"""
+
+_ROOT = Path(__file__).resolve().parent.parent
+_CSRC = _ROOT / "csrc"
+
+
+def _rel(path: Path) -> str:
+    """A path relative to the working directory when possible (setuptools prefers those)."""
+    try:
+        return os.path.relpath(path)
+    except ValueError:  # another drive (Windows)
+        return str(path)
+
+
+SOURCES = sorted(_rel(p) for p in _CSRC.glob("*.c"))
+HEADERS = sorted(_rel(p) for p in _CSRC.glob("*.h"))
+
+EXTRA_COMPILE_ARGS = [
+    "-O3",
+    "-std=c11",
+    "-pthread",
+    "-fno-strict-aliasing",
+    "-fvisibility=hidden",
+    "-Wall",
+    "-Wextra",
+]
+EXTRA_LINK_ARGS = ["-pthread"]
+
+ffibuilder = cffi.FFI()
+ffibuilder.cdef(CDEF)
+ffibuilder.set_source(
+    "vecdb._core",
+    '#include "vecdb.h"',
+    sources=SOURCES,
+    depends=HEADERS,
+    include_dirs=[_rel(_CSRC)],
+    extra_compile_args=EXTRA_COMPILE_ARGS,
+    extra_link_args=EXTRA_LINK_ARGS,
+    libraries=["m"] if sys.platform != "win32" else [],
+)
+
+if __name__ == "__main__":
+    os.chdir(_ROOT)
+    ffibuilder.compile(tmpdir=str(_ROOT / "build"), verbose=True)
