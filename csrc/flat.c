@@ -190,12 +190,13 @@ static void flat_task(void *arg, size_t task) {
 /* Chooses block sizes and range splits (see the header comment) and the thread count. */
 static unsigned plan_job(flat_job *job, int n_threads) {
     size_t nq = job->nq, n_rows = job->n_rows, dim = job->dim;
-    unsigned t = vdb_threads_resolve(n_threads);
     size_t work = nq * n_rows; /* saturating nq * n_rows * dim */
     if (n_rows != 0 && work / n_rows != nq) work = SIZE_MAX;
     work = work > SIZE_MAX / dim ? SIZE_MAX : work * dim;
     size_t useful = work / WORK_PER_THREAD; /* threads the work can keep busy */
-    if (useful < t) t = useful > 0 ? (unsigned)useful : 1;
+    /* small work: one thread, without asking the OS for the CPU count (a file read, ~8 us) */
+    unsigned t = useful < 2 ? 1 : vdb_threads_resolve(n_threads);
+    if (useful < t) t = (unsigned)useful;
 
     size_t qmax = QBLOCK_BYTES / (dim * sizeof(float));
     qmax = qmax < 4 ? 4 : qmax > QBLOCK_MAX ? QBLOCK_MAX : qmax & ~(size_t)3;

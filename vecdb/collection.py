@@ -56,6 +56,16 @@ class _Batch:
     metadatas: List[Optional[dict]]
     documents: List[Optional[str]]
 
+    @property
+    def encoded(self) -> List[bytes]:
+        """The records of a full (add/upsert) batch, encoded once."""
+        if self._encoded is None:
+            self._encoded = [records.encode(*item)
+                             for item in zip(self.ids, self.metadatas, self.documents)]
+        return self._encoded
+
+    _encoded: Optional[List[bytes]] = None
+
 
 class Collection:
     """A named set of vectors with ids, metadata and documents. Get one from a ``Database``."""
@@ -159,11 +169,12 @@ class Collection:
         return _Batch(id_list, [keys.id_key(self._prefix, i) for i in id_list], vecs, metas, docs)
 
     def _commit(self, batch: _Batch,
-                record_for: Callable[[int, Optional[bytes]], Optional[bytes]]) -> int:
+                record_for: Optional[Callable[[int, Optional[bytes]], bytes]]) -> int:
         """Runs the write protocol for one batch; returns how many rows were tombstoned.
 
-        record_for(i, old_row_key) gives the record to store for batch item i (None: raise);
-        it is called inside the transaction with the LMDB key of the item's current row.
+        record_for(i, old_record) gives the record to store for batch item i, from the item's
+        current record (None if the id is new), inside the transaction; it may raise to abort.
+        record_for=None is add(): every id must be new and the records are in batch.encoded.
         """
         with self._db._writing():
             if self._dropped:
@@ -178,7 +189,17 @@ class Collection:
 
             def transaction(txn: Any) -> Tuple[int, List[int]]:
                 seq, tombs = self._tomb_seq, []
-                for i, key in enumerate(batch.keys):
+                if record_for is None:
+                    for i, key in enumerate(batch.keys):
+                        if not txn.put(key, keys.pack_u64(start + i), db=dbs["ids"],
+                                       overwrite=False):
+                            raise IdExistsError(
+                                f"ids[{i}]: id {batch.ids[i]!r} already exists in collection "
+                                f"{self.name!r}; use upsert() to replace it")
+                    with txn.cursor(db=dbs["rows"]) as cur:
+                        cur.putmulti([(keys.row_key(prefix, start + i), record)
+                                      for i, record in enumerate(batch.encoded)])
+                for i, key in enumerate(batch.keys if record_for else ()):
                     old = txn.get(key, db=dbs["ids"])
                     old_key = None if old is None else prefix + old
                     record = record_for(i, txn.get(old_key, db=dbs["rows"]) if old_key else None)
@@ -207,22 +228,13 @@ class Collection:
         >>> col.add(ids=[1, 2], vectors=np.random.rand(2, col.dim))  # doctest: +SKIP
         """
         batch = self._prepare(ids, vectors, metadatas, documents, need_vectors=True)
-        encoded = [records.encode(*item) for item in zip(batch.ids, batch.metadatas, batch.documents)]
-
-        def record_for(i: int, old: Optional[bytes]) -> bytes:
-            if old is not None:
-                raise IdExistsError(f"ids[{i}]: id {batch.ids[i]!r} already exists in collection "
-                                    f"{self.name!r}; use upsert() to replace it")
-            return encoded[i]
-
-        self._commit(batch, record_for)
+        self._commit(batch, None)
 
     def upsert(self, ids: Sequence[Id], vectors: Any, metadatas: Optional[Sequence[Optional[Metadata]]] = None,
                documents: Optional[Sequence[Optional[str]]] = None) -> None:
         """Adds new items and replaces existing ones (vector, metadata and document)."""
         batch = self._prepare(ids, vectors, metadatas, documents, need_vectors=True)
-        encoded = [records.encode(*item) for item in zip(batch.ids, batch.metadatas, batch.documents)]
-        self._commit(batch, lambda i, old: encoded[i])
+        self._commit(batch, lambda i, old: batch.encoded[i])
 
     def update(self, ids: Sequence[Id], *, vectors: Any = None,
                metadatas: Optional[Sequence[Optional[Metadata]]] = None,

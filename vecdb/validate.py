@@ -41,6 +41,11 @@ def _as_list(value: Any, name: str) -> list:
 
 
 def check_id(value: Any, where: str) -> "int | str":
+    kind = type(value)
+    if kind is str and len(value) <= keys.MAX_STR_ID_BYTES // 4:  # fast path: surely short
+        return value
+    if kind is int and keys.INT_ID_MIN <= value <= keys.INT_ID_MAX:
+        return value
     if isinstance(value, (bool, np.bool_)):
         raise InvalidIdError(f"{where}: ids must be str or int, got bool {value!r}")
     if isinstance(value, str):
@@ -102,23 +107,30 @@ def vectors(value: Any, n: int, dim: int, *, normalize: bool, name: str = "vecto
         )
     if arr.shape[0] != n:
         raise InvalidArgumentError(f"{name}: got {arr.shape[0]} vectors for {n} ids")
-    out = np.ascontiguousarray(arr, dtype=np.float32)
-    if out is arr:
-        out = out.copy()  # never keep (or normalize) the caller's buffer
-    finite = np.isfinite(out).all(axis=1)
-    if not finite.all():
-        i = int(np.argmin(finite))
+    out = np.ascontiguousarray(arr, dtype=np.float32)  # may be the caller's: never modified
+    if not np.isfinite(out).all():
+        i = int(np.argmin(np.isfinite(out).all(axis=1)))
         raise InvalidVectorError(f"{name}[{i}]: contains NaN or infinity")
     if normalize:
-        norms = np.linalg.norm(out, axis=1)
+        norms = np.sqrt(np.einsum("ij,ij->i", out, out))
         if not (norms > 0).all():
             i = int(np.argmin(norms > 0))
             raise InvalidVectorError(f"{name}[{i}]: zero vector has no direction under cosine")
-        out /= norms[:, None]
+        out = out / norms[:, None]
     return out
 
 
+_PLAIN = (str, bool, type(None))
+
+
 def _metadata_value(v: Any, where: str, in_list: bool = False) -> Any:
+    kind = type(v)
+    if kind in _PLAIN:  # fast paths for the common exact types
+        return v
+    if kind is int and keys.INT_ID_MIN <= v <= keys.INT_ID_MAX:
+        return v
+    if kind is float and math.isfinite(v):
+        return v
     if isinstance(v, (bool, np.bool_)):
         return bool(v)
     if isinstance(v, str) or v is None:
@@ -144,15 +156,24 @@ def _metadata_value(v: Any, where: str, in_list: bool = False) -> Any:
 def metadata(value: Any, where: str) -> Optional[dict]:
     if value is None:
         return None
+    if type(value) is dict:  # fast path: plain keys and values need no conversion
+        for key, v in value.items():
+            kind = type(v)
+            if (type(key) is not str or not key or key[0] == "$" or not (
+                    kind in _PLAIN or (kind is int and keys.INT_ID_MIN <= v <= keys.INT_ID_MAX)
+                    or (kind is float and math.isfinite(v)))):
+                break
+        else:
+            return value
     if not isinstance(value, dict):
         raise InvalidMetadataError(
             f"{where}: expected a dict or None, got {type(value).__name__} {_short(value)}"
         )
     out = {}
     for key, v in value.items():
-        if not isinstance(key, str):
+        if type(key) is not str:
             raise InvalidMetadataError(f"{where}: keys must be str, got {_short(key)}")
-        if not key or key.startswith("$"):
+        if not key or key[0] == "$":
             raise InvalidMetadataError(
                 f"{where}: key {key!r} is not allowed (empty, or starts with '$')"
             )

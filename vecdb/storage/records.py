@@ -4,7 +4,7 @@ Layout of a stored record value:
     byte 0      0 = msgpack follows as is; 1 = zstandard-compressed msgpack follows
     bytes 1..   msgpack array [id, metadata (map or nil), document (str or nil)]
 Records whose msgpack form exceeds COMPRESS_ABOVE bytes are compressed when that saves space.
-zstandard (de)compressor objects are not thread-safe, so each thread keeps its own.
+msgpack packers and zstandard (de)compressors are not thread-safe: each thread keeps its own.
 """
 
 from __future__ import annotations
@@ -23,6 +23,13 @@ _ZSTD = b"\x01"
 _local = threading.local()
 
 
+def _packer() -> "msgpack.Packer":
+    p = getattr(_local, "packer", None)
+    if p is None:
+        p = _local.packer = msgpack.Packer(use_bin_type=True)
+    return p
+
+
 def _compressor() -> "zstandard.ZstdCompressor":
     c = getattr(_local, "compressor", None)
     if c is None:
@@ -38,7 +45,7 @@ def _decompressor() -> "zstandard.ZstdDecompressor":
 
 
 def encode(ext_id: "int | str", metadata: Optional[dict], document: Optional[str]) -> bytes:
-    body = msgpack.packb([ext_id, metadata or None, document], use_bin_type=True)
+    body = _packer().pack([ext_id, metadata or None, document])
     if len(body) > COMPRESS_ABOVE:
         packed = _compressor().compress(body)
         if len(packed) < len(body):
