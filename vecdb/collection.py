@@ -28,8 +28,10 @@ Invariants:
 from __future__ import annotations
 
 import threading
+from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Callable, List, Optional, Sequence, Tuple, Union
+from typing import (TYPE_CHECKING, Any, Callable, Iterator, List, Optional, Sequence, Tuple,
+                    Union)
 
 import numpy as np
 
@@ -168,6 +170,23 @@ class Collection:
         docs = validate.documents(documents, n)
         return _Batch(id_list, [keys.id_key(self._prefix, i) for i in id_list], vecs, metas, docs)
 
+    @contextmanager
+    def _writing(self) -> Iterator[None]:
+        """The database's write lock, after checking this collection still exists."""
+        with self._db._writing():
+            if self._dropped:
+                raise CollectionNotFoundError(f"collection {self.name!r} was dropped")
+            yield
+
+    def _tombstone(self, txn: Any, old: bytes, seq: int, tombs: List[int]) -> int:
+        """Deletes the record of row `old` (packed u64) and logs it as tombstone number seq;
+        appends the row to tombs and returns the next sequence number."""
+        dbs = self._db._env.dbs
+        txn.delete(self._prefix + old, db=dbs["rows"])
+        txn.put(keys.row_key(self._prefix, seq), old, db=dbs["tombs"])
+        tombs.append(keys.unpack_u64(old))
+        return seq + 1
+
     def _commit(self, batch: _Batch,
                 record_for: Optional[Callable[[int, Optional[bytes]], bytes]]) -> int:
         """Runs the write protocol for one batch; returns how many rows were tombstoned.
@@ -176,9 +195,7 @@ class Collection:
         current record (None if the id is new), inside the transaction; it may raise to abort.
         record_for=None is add(): every id must be new and the records are in batch.encoded.
         """
-        with self._db._writing():
-            if self._dropped:
-                raise CollectionNotFoundError(f"collection {self.name!r} was dropped")
+        with self._writing():
             env, dbs, prefix = self._db._env, self._db._env.dbs, self._prefix
             start = self._watermark
             n_new = 0 if batch.vectors is None else len(batch.vectors)
@@ -205,10 +222,7 @@ class Collection:
                     record = record_for(i, txn.get(old_key, db=dbs["rows"]) if old_key else None)
                     if n_new:
                         if old is not None:
-                            txn.delete(old_key, db=dbs["rows"])
-                            txn.put(keys.row_key(prefix, seq), old, db=dbs["tombs"])
-                            tombs.append(keys.unpack_u64(old))
-                            seq += 1
+                            seq = self._tombstone(txn, old, seq, tombs)
                         new = keys.pack_u64(start + i)
                         txn.put(key, new, db=dbs["ids"])
                         txn.put(prefix + new, record, db=dbs["rows"])
@@ -267,23 +281,17 @@ class Collection:
         if not id_list:
             return 0
         id_keys = [keys.id_key(self._prefix, i) for i in id_list]
-        with self._db._writing():
-            if self._dropped:
-                raise CollectionNotFoundError(f"collection {self.name!r} was dropped")
-            env, dbs, prefix = self._db._env, self._db._env.dbs, self._prefix
+        with self._writing():
+            env, dbs = self._db._env, self._db._env.dbs
 
             def transaction(txn: Any) -> Tuple[int, List[int]]:
                 seq, tombs = self._tomb_seq, []
                 for key in id_keys:
                     old = txn.pop(key, db=dbs["ids"])
-                    if old is None:
-                        continue
-                    txn.delete(prefix + old, db=dbs["rows"])
-                    txn.put(keys.row_key(prefix, seq), old, db=dbs["tombs"])
-                    tombs.append(keys.unpack_u64(old))
-                    seq += 1
+                    if old is not None:
+                        seq = self._tombstone(txn, old, seq, tombs)
                 if tombs:
-                    txn.put(prefix, keys.pack_state(self._watermark, seq), db=dbs["state"])
+                    txn.put(self._prefix, keys.pack_state(self._watermark, seq), db=dbs["state"])
                 return seq, tombs
 
             seq, tombs = env.write(transaction, sync=self._db.durability == "full")
