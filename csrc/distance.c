@@ -55,34 +55,27 @@ int vdb_distances(int simd, int metric, const float *q, const float *x, size_t n
     const vdb_kernels *kern = vdb_kernels_for(simd);
     if (kern == NULL) return VDB_ERR_UNSUPPORTED;
 
+    /* every (q, row) pair goes through the 1x4 kernel (the last call repeats its last row), so
+     * results equal vdb_flat_search's bit for bit (distance_int.h, invariant 5) */
     double qinv = metric == VDB_METRIC_COSINE ? vdb_inv_norm(kern->dot(q, q, dim)) : 0.0;
-    size_t i = 0;
-    for (; i + 4 <= n; i += 4) {
-        const float *rows[4] = {x + i * dim, x + (i + 1) * dim, x + (i + 2) * dim,
-                                x + (i + 3) * dim};
-        if (metric == VDB_METRIC_L2) {
-            kern->l2_1x4(q, rows, dim, out + i);
-            continue;
-        }
-        kern->dot_1x4(q, rows, dim, out + i);
-        for (size_t j = 0; j < 4; j++) {
-            if (metric == VDB_METRIC_IP) {
-                out[i + j] = vdb_ip_from_dot(out[i + j]);
-            } else {
-                double xinv = vdb_inv_norm(kern->dot(rows[j], rows[j], dim));
-                out[i + j] = vdb_cosine_from_dot(out[i + j], qinv, xinv);
-            }
-        }
-    }
-    for (; i < n; i++) {
-        const float *row = x + i * dim;
+    for (size_t i = 0; i < n; i += 4) {
+        size_t cnt = n - i < 4 ? n - i : 4;
+        const float *rows[4];
+        float d[4];
+        for (size_t j = 0; j < 4; j++) rows[j] = x + (i + (j < cnt ? j : cnt - 1)) * dim;
         if (metric == VDB_METRIC_L2)
-            out[i] = kern->l2(q, row, dim);
-        else if (metric == VDB_METRIC_IP)
-            out[i] = vdb_ip_from_dot(kern->dot(q, row, dim));
+            kern->l2_1x4(q, rows, dim, d);
         else
-            out[i] = vdb_cosine_from_dot(kern->dot(q, row, dim), qinv,
-                                         vdb_inv_norm(kern->dot(row, row, dim)));
+            kern->dot_1x4(q, rows, dim, d);
+        for (size_t j = 0; j < cnt; j++) {
+            if (metric == VDB_METRIC_L2)
+                out[i + j] = d[j];
+            else if (metric == VDB_METRIC_IP)
+                out[i + j] = vdb_ip_from_dot(d[j]);
+            else
+                out[i + j] = vdb_cosine_from_dot(d[j], qinv,
+                                                 vdb_inv_norm(kern->dot(rows[j], rows[j], dim)));
+        }
     }
     return VDB_OK;
 }

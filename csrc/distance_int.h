@@ -12,6 +12,12 @@
  *     into an IP or cosine distance is done by vdb_ip_from_dot / vdb_cosine_from_dot below,
  *     so every code path finishes a distance the same way.
  *  4. vdb_kernels_for never returns a table the running CPU cannot execute.
+ *  5. Within one table, the 1x4 and 4x3 kernels give bit-identical results for the same
+ *     (query, row) pair (same accumulator layout, reduction and tail), so search results do
+ *     not depend on how queries were grouped. The pairwise l2/dot kernels use more
+ *     accumulators and may differ in the last bits; they serve norms and single pairs only.
+ *     The build compiles with -ffp-contract=off so the compiler cannot fuse differently in
+ *     different kernels.
  */
 #ifndef VECDB_DISTANCE_INT_H
 #define VECDB_DISTANCE_INT_H
@@ -26,9 +32,8 @@ typedef struct vdb_kernels {
     /* one query q against four rows x[0..3]: out[j] = f(q, x[j]) */
     void (*l2_1x4)(const float *q, const float *const *x, size_t dim, float *out);
     void (*dot_1x4)(const float *q, const float *const *x, size_t dim, float *out);
-    /* four queries q[0..3] against R rows x[0..R-1]: out[R*i + j] = f(q[i], x[j]); R is 2 for
-     * l2 (it needs a temporary per product) and 3 for dot (12 accumulators fit 16 registers) */
-    void (*l2_4x2)(const float *const *q, const float *const *x, size_t dim, float *out);
+    /* four queries q[0..3] against three rows x[0..2]: out[3*i + j] = f(q[i], x[j]) */
+    void (*l2_4x3)(const float *const *q, const float *const *x, size_t dim, float *out);
     void (*dot_4x3)(const float *const *q, const float *const *x, size_t dim, float *out);
 } vdb_kernels;
 

@@ -47,9 +47,9 @@ static void dot_1x4_scalar(const float *q, const float *const *x, size_t dim, fl
     for (int j = 0; j < 4; j++) out[j] = dot_scalar(q, x[j], dim);
 }
 
-static void l2_4x2_scalar(const float *const *q, const float *const *x, size_t dim, float *out) {
+static void l2_4x3_scalar(const float *const *q, const float *const *x, size_t dim, float *out) {
     for (int i = 0; i < 4; i++)
-        for (int j = 0; j < 2; j++) out[2 * i + j] = l2_scalar(q[i], x[j], dim);
+        for (int j = 0; j < 3; j++) out[3 * i + j] = l2_scalar(q[i], x[j], dim);
 }
 
 static void dot_4x3_scalar(const float *const *q, const float *const *x, size_t dim, float *out) {
@@ -59,5 +59,5 @@ static void dot_4x3_scalar(const float *const *q, const float *const *x, size_t 
 
 const vdb_kernels vdb_kernels_scalar = {
     VDB_SIMD_SCALAR, l2_scalar,     dot_scalar,     l2_1x4_scalar,
-    dot_1x4_scalar,  l2_4x2_scalar, dot_4x3_scalar,
+    dot_1x4_scalar,  l2_4x3_scalar, dot_4x3_scalar,
 };

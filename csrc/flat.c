@@ -5,16 +5,19 @@
  * vdb_parallel_for, which hands tasks out dynamically. Many queries: one row range, query
  * blocks spread over the threads. Few queries (fewer than TASKS_PER_THREAD blocks per thread):
  * every block is also split into row ranges, so that threads can balance even when one of
- * them is slowed down; one heap per (query, range), merged at the end. Inside a task, rows are visited in tiles (a tile never
- * crosses a segment and is small enough to stay in L2) and each tile is reused by every query
- * of the block, four queries at a time through register-blocked kernels (4 queries x 3 rows for
- * dot products, 4 x 2 for L2); a single query uses a 1x4 kernel with software prefetch.
+ * them is slowed down; one heap per (query, range), merged at the end. Inside a task, rows
+ * are visited in tiles (a tile never crosses a segment and is small enough to stay in L2) and
+ * each tile is reused by every query of the block, four queries at a time through a
+ * register-blocked kernel (4 queries x 3 rows, each row load shared by four queries); a lone
+ * query uses a 1x4 kernel with software prefetch.
  *
  * Invariants:
  *  1. A task writes only its own heaps (scratch memory); out_rows / out_dist are written only
  *     after every task succeeded, so a failed call leaves them untouched.
- *  2. Rows within a tile are visited in increasing order; the heap order (distance, row) makes
- *     the result independent of the plan: same rows, same distances, ties to the smaller row.
+ *  2. The result does not depend on the plan (threads, blocks, ranges, segments): the 1x4 and
+ *     4x3 kernels compute each (query, row) distance with the same operations in the same
+ *     order (distance_int.h, invariant 5), and the heap order (distance, row) is total, so
+ *     ties go to the smaller row whatever the visiting order.
  *  3. Only rows < n_rows are read, and only bitset words < ceil(n_rows / 64).
  *  4. Distances are finished with the helpers of distance_int.h, exactly as vdb_distances does.
  */
@@ -36,7 +39,7 @@
 #define SPLIT_MIN_ROWS ((size_t)1024)     /* smallest row range worth its own task */
 #define WORK_PER_THREAD ((size_t)1 << 21) /* multiply-adds that justify starting a thread */
 #define PREFETCH_ROWS 8                   /* single-query scan: prefetch this many rows ahead */
-#define TASKS_PER_THREAD 4 /* with few query blocks, cut rows so threads can balance */
+#define TASKS_PER_THREAD 4                /* few query blocks: also cut rows, to balance */
 
 typedef struct flat_job {
     const vdb_kernels *kern;
@@ -119,27 +122,25 @@ static void scan_1(const flat_job *job, const float *q, double qinv, vdb_topk *h
     }
 }
 
-/* gn (2..4) queries against m rows, R rows per kernel call (2 for l2, 3 for dot products);
- * q[] is padded to four queries, the row pointers of a short last call repeat the last row. */
+/* gn (2..4) queries against m rows, three rows per kernel call; q[] is padded to four
+ * queries, and the row pointers of a short last call repeat the last row. */
 static void scan_4(const flat_job *job, const float *const *q, size_t gn, const double *qinv,
                    vdb_topk *h, const float *const *ptrs, const int64_t *ids,
                    const double *xinv, size_t m) {
     const vdb_kernels *kern = job->kern;
     size_t dim = job->dim;
     int metric = job->metric;
-    size_t r = metric == VDB_METRIC_L2 ? 2 : 3;
     float d[12];
-    for (size_t i = 0; i < m; i += r) {
-        size_t cnt = min_sz(r, m - i);
-        const float *p[3];
-        for (size_t j = 0; j < r; j++) p[j] = ptrs[i + min_sz(j, cnt - 1)];
+    for (size_t i = 0; i < m; i += 3) {
+        size_t cnt = min_sz(3, m - i);
+        const float *p[3] = {ptrs[i], ptrs[i + min_sz(1, cnt - 1)], ptrs[i + cnt - 1]};
         if (metric == VDB_METRIC_L2)
-            kern->l2_4x2(q, p, dim, d);
+            kern->l2_4x3(q, p, dim, d);
         else
             kern->dot_4x3(q, p, dim, d);
         for (size_t a = 0; a < gn; a++)
             for (size_t j = 0; j < cnt; j++)
-                vdb_topk_push(&h[a], finish(metric, d[r * a + j], qinv[a], xinv[i + j]),
+                vdb_topk_push(&h[a], finish(metric, d[3 * a + j], qinv[a], xinv[i + j]),
                               ids[i + j]);
     }
 }
@@ -196,7 +197,7 @@ static unsigned plan_job(flat_job *job, int n_threads) {
     size_t useful = work / WORK_PER_THREAD; /* threads the work can keep busy */
     /* small work: one thread, without asking the OS for the CPU count (a file read, ~8 us) */
     unsigned t = useful < 2 ? 1 : vdb_threads_resolve(n_threads);
-    if (useful < t) t = (unsigned)useful;
+    if (useful >= 2 && useful < t) t = (unsigned)useful;
 
     size_t qmax = QBLOCK_BYTES / (dim * sizeof(float));
     qmax = qmax < 4 ? 4 : qmax > QBLOCK_MAX ? QBLOCK_MAX : qmax & ~(size_t)3;

@@ -19,13 +19,15 @@ from vecdb.errors import InvalidArgumentError
 LEVELS = _native.simd_supported()
 METRICS = ("l2", "ip", "cosine")
 
-# (n_rows, dim, segment_shift, n_queries): the C planner uses 2 threads only when
-# n_queries * n_rows * dim >= 2**22, and splits rows when queries are few.
+# (n_rows, dim, segment_shift, n_queries). The C planner (flat.c: plan_job) uses 2 threads
+# only when n_queries * n_rows * dim >= 2**22; it cuts queries into blocks of up to 64 and,
+# with fewer than 8 blocks for 2 threads, also cuts the rows into ranges.
 SHAPES = {
-    "small": (300, 17, 6, 7),  # 5 segments of 64 rows, the last partly filled
-    "rows_split": (40_000, 120, 12, 3),  # few queries: row ranges over 2 threads
-    "one_query": (40_000, 120, 12, 1),
-    "query_blocks": (3_000, 33, 10, 70),  # many queries: query blocks over 2 threads
+    "small": (300, 17, 6, 7),  # one thread; 5 segments of 64 rows, the last partly filled
+    "one_query": (40_000, 120, 12, 1),  # 1-query kernel, 8 row ranges
+    "rows_split": (40_000, 120, 12, 3),  # one block of 3 queries (padded to 4), 8 row ranges
+    "blocks_and_rows": (3_000, 33, 10, 70),  # 2 query blocks x 3 row ranges
+    "query_blocks": (1_000, 16, 7, 520),  # 10 query blocks, rows not split
 }
 
 
@@ -103,7 +105,7 @@ def test_gaussian_data(simd, n_threads, shape, metric):
 
 
 @pytest.mark.parametrize("simd", LEVELS)
-@pytest.mark.parametrize("shape", ("small", "rows_split", "query_blocks"))
+@pytest.mark.parametrize("shape", ("small", "rows_split", "blocks_and_rows", "query_blocks"))
 @pytest.mark.parametrize("which", ("allow", "deny", "both"))
 def test_allow_and_deny_bitsets(simd, shape, which):
     n, dim, shift, nq = SHAPES[shape]
@@ -171,15 +173,26 @@ def test_only_visible_rows_are_read():
     np.testing.assert_array_equal(rows2, exact_topk(X[:60], Q, 5, "l2")[0])
 
 
-def test_results_do_not_depend_on_threads_or_segments():
-    X = random_vectors(5000, 40, seed=12)
-    Q = random_vectors(9, 40, seed=13)
-    base = _native.flat_search([X], 20, 5000, Q, 20, "cosine", n_threads=1, simd="scalar")
+@pytest.mark.parametrize("simd", LEVELS)
+@pytest.mark.parametrize("metric", METRICS)
+def test_results_do_not_depend_on_the_plan(simd, metric):
+    """Same rows and bit-identical distances whatever the threads, segments and query grouping
+    (a query alone uses the 1x4 kernel, in a batch the 4x3 one); and the distances equal
+    distances() bit for bit."""
+    X = random_vectors(6000, 45, seed=12)
+    Q = random_vectors(9, 45, seed=13)
+    base_rows, base_dist = search(X, Q, 20, metric, 20, n_threads=1, simd=simd)
     for shift in (7, 12):
         for n_threads in (0, 1, 2, 3):
-            got = search(X, Q, 20, "cosine", shift, n_threads=n_threads, simd="scalar")
-            np.testing.assert_array_equal(got[0], base[0])
-            np.testing.assert_array_equal(got[1], base[1])
+            rows, dist = search(X, Q, 20, metric, shift, n_threads=n_threads, simd=simd)
+            np.testing.assert_array_equal(rows, base_rows)
+            np.testing.assert_array_equal(dist, base_dist)
+    for i in (0, 5, 8):
+        rows, dist = search(X, Q[i: i + 1], 20, metric, 9, n_threads=2, simd=simd)
+        np.testing.assert_array_equal(rows[0], base_rows[i])
+        np.testing.assert_array_equal(dist[0], base_dist[i])
+        all_dist = _native.distances(Q[i], X, metric, simd=simd)
+        np.testing.assert_array_equal(all_dist[base_rows[i]], base_dist[i])
 
 
 def test_bad_arguments_name_themselves():

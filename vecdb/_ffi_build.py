@@ -73,6 +73,7 @@ EXTRA_COMPILE_ARGS = [
     "-std=c11",
     "-pthread",
     "-fno-strict-aliasing",
+    "-ffp-contract=off",  # no silent FMA fusion: kernels must round identically (distance_int.h)
     "-fvisibility=hidden",
     "-Wall",
     "-Wextra",

@@ -24,7 +24,7 @@ from typing import Dict, Optional, Sequence, Tuple
 import numpy as np
 
 from ._core import ffi, lib
-from .errors import InvalidArgumentError, NativeError
+from .errors import InvalidArgumentError, NativeError, NativeMemoryError
 
 SIMD_LEVELS: Tuple[str, ...] = ("scalar", "avx2", "avx512")
 METRICS: Dict[str, int] = {
@@ -32,10 +32,6 @@ METRICS: Dict[str, int] = {
     "ip": lib.VDB_METRIC_IP,
     "cosine": lib.VDB_METRIC_COSINE,
 }
-
-
-class NativeMemoryError(NativeError, MemoryError):
-    """The C core could not allocate memory."""
 
 
 _ERRORS = {
@@ -111,9 +107,17 @@ def _metric(metric: str) -> int:
             f"metric: unknown metric {metric!r}; expected one of {', '.join(METRICS)}") from None
 
 
+_F32 = np.dtype(np.float32)
+_U64 = np.dtype(np.uint64)
+
+
+def _is_float_matrix(a: object) -> bool:
+    return isinstance(a, np.ndarray) and a.dtype == _F32 and a.ndim == 2 \
+        and a.flags.c_contiguous
+
+
 def _float_matrix(a: object, name: str) -> np.ndarray:
-    if not isinstance(a, np.ndarray) or a.dtype != np.float32 or a.ndim != 2 \
-            or not a.flags.c_contiguous:
+    if not _is_float_matrix(a):
         raise InvalidArgumentError(
             f"{name}: expected a 2-D C-contiguous float32 array, got {_describe(a)}")
     return a
@@ -123,7 +127,7 @@ def _bitset(bits: object, name: str, n_bits: int):
     """ffi pointer to a uint64 bitset holding at least n_bits bits (NULL for None)."""
     if bits is None:
         return ffi.NULL
-    if not isinstance(bits, np.ndarray) or bits.dtype != np.uint64 or bits.ndim != 1 \
+    if not isinstance(bits, np.ndarray) or bits.dtype != _U64 or bits.ndim != 1 \
             or not bits.flags.c_contiguous:
         raise InvalidArgumentError(
             f"{name}: expected a 1-D C-contiguous uint64 array, got {_describe(bits)}")
@@ -142,6 +146,8 @@ def _describe(a: object) -> str:
 
 
 def _count(value: object, name: str, low: int = 0, high: Optional[int] = None) -> int:
+    if type(value) is int and value >= low and (high is None or value <= high):
+        return value  # the common case, without the generic path below
     try:
         v = _index(value)
     except TypeError:
@@ -211,7 +217,8 @@ def flat_search(segments: Sequence[np.ndarray], segment_shift: int, n_rows: int,
     seg_ptrs = []
     for i in range(needed):
         seg = segments[i]
-        _float_matrix(seg, f"segments[{i}]")
+        if not _is_float_matrix(seg):
+            _float_matrix(seg, f"segments[{i}]")
         if seg.shape[1] != dim:
             raise InvalidArgumentError(
                 f"queries: dim {dim} does not match segments[{i}] dim {seg.shape[1]}")
@@ -247,5 +254,5 @@ def bitset_count(bits: np.ndarray, n_bits: int) -> int:
     return int(count[0])
 
 
-__all__ = ["SIMD", "SIMD_LEVELS", "METRICS", "NativeMemoryError", "simd_supported",
+__all__ = ["SIMD", "SIMD_LEVELS", "METRICS", "simd_supported",
            "distances", "flat_search", "bitset_count"]

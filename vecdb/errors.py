@@ -94,4 +94,8 @@ class NativeError(VecDBError, RuntimeError):
     """The C core reported a failure that is not the caller's fault (out of memory, threads)."""
 
 
+class NativeMemoryError(NativeError, MemoryError):
+    """The C core could not allocate memory."""
+
+
 __all__ = [name for name, obj in globals().items() if isinstance(obj, type) and issubclass(obj, VecDBError)]
