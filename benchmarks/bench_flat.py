@@ -41,7 +41,12 @@ def load(dataset: "str | None", n: int, dim: int, nq: int):
 
 
 def timed(fn, repeat: int) -> "tuple[float, object]":
-    """Median seconds of fn() over repeat runs (after one warm-up), and its last result."""
+    """Median seconds of fn() over repeat runs (after one warm-up), and its last result.
+
+    Sleeps first: OpenBLAS worker threads spin for a while after a numpy call and would steal
+    the second core from whatever is measured next.
+    """
+    time.sleep(0.5)
     out = fn()
     times = []
     for _ in range(repeat):
