@@ -5,6 +5,13 @@ Import them directly (``from conftest import exact_topk``); pytest puts tests/ o
 
 from __future__ import annotations
 
+import json
+import os
+import select
+import signal
+import subprocess
+import sys
+import time
 from typing import Optional, Tuple
 
 import pytest
@@ -93,3 +100,69 @@ def db(db_path):
     database = vecdb.open(db_path)
     yield database
     database.close()
+
+
+# -- subprocesses ----------------------------------------------------------------------------
+
+VECDB_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+class Child:
+    """A Python child running script (with this checkout importable): JSON/text lines over its
+    stdin/stdout with bounded waits; close() for a clean end, kill() for SIGKILL."""
+
+    def __init__(self, script, *args):
+        env = dict(os.environ, PYTHONPATH=os.pathsep.join(
+            p for p in (VECDB_ROOT, os.environ.get("PYTHONPATH")) if p))
+        self.proc = subprocess.Popen([sys.executable, "-c", script, *map(str, args)],
+                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                     stderr=subprocess.PIPE, bufsize=0, env=env)
+        self._buf = b""
+
+    def send(self, obj):
+        self.proc.stdin.write((json.dumps(obj) + "\n").encode())
+
+    def line(self, timeout=30.0):
+        deadline = time.monotonic() + timeout
+        while b"\n" not in self._buf:
+            ready = select.select([self.proc.stdout], [], [],
+                                  max(0.0, deadline - time.monotonic()))[0]
+            chunk = os.read(self.proc.stdout.fileno(), 65536) if ready else None
+            if not chunk:
+                self.close(kill=True)
+                raise AssertionError(f"child gave no line within {timeout} s (eof={chunk == b''}); "
+                                     f"stderr:\n{self.proc.stderr.read().decode()}")
+            self._buf += chunk
+        line, self._buf = self._buf.split(b"\n", 1)
+        return line.decode()
+
+    def close(self, kill=False, timeout=30.0):
+        """Closes stdin (the child's cue to finish), waits, returns (rc, stderr)."""
+        if kill and self.proc.poll() is None:
+            self.proc.kill()
+        if not self.proc.stdin.closed:
+            try:
+                self.proc.stdin.close()
+            except BrokenPipeError:
+                pass
+        try:
+            self.proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait(timeout=30)
+        err = self.proc.stderr.read().decode()
+        self.proc.stdout.close()
+        self.proc.stderr.close()
+        return self.proc.returncode, err
+
+    def kill(self):
+        """SIGKILL, reap, and return every stdout line written before death."""
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGKILL)
+        self.proc.wait(timeout=30)
+        rest = self._buf + self.proc.stdout.read()
+        self._buf = b""
+        self.stderr = self.proc.stderr.read().decode()
+        for f in (self.proc.stdin, self.proc.stdout, self.proc.stderr):
+            f.close()
+        return rest.decode().split()

@@ -10,9 +10,6 @@ from __future__ import annotations
 
 import json
 import os
-import select
-import subprocess
-import sys
 import threading
 import time
 
@@ -20,64 +17,16 @@ import numpy as np
 import pytest
 
 import vecdb
-from vecdb.errors import DatabaseClosedError, DatabaseLockedError, ReadOnlyError
+from conftest import Child
+from vecdb.errors import DatabaseLockedError, ReadOnlyError
 
 DIM = 8
-VECDB_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(vecdb.__file__)))
 
 
 def vecs(ids, dim=DIM):
     """Deterministic float32 vectors, one per id (the same in every process)."""
     return np.stack([np.random.default_rng([3, i]).standard_normal(dim, dtype=np.float32)
                      for i in ids]) if len(ids) else np.empty((0, dim), np.float32)
-
-
-class Child:
-    """A python child running script; JSON/text lines over its stdin/stdout, bounded waits."""
-
-    def __init__(self, script, *args):
-        env = dict(os.environ, PYTHONPATH=os.pathsep.join(
-            p for p in (VECDB_ROOT, os.environ.get("PYTHONPATH")) if p))
-        self.proc = subprocess.Popen([sys.executable, "-c", script, *map(str, args)],
-                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                     stderr=subprocess.PIPE, bufsize=0, env=env)
-        self._buf = b""
-
-    def send(self, obj):
-        self.proc.stdin.write((json.dumps(obj) + "\n").encode())
-
-    def line(self, timeout=30.0):
-        deadline = time.monotonic() + timeout
-        while b"\n" not in self._buf:
-            ready = select.select([self.proc.stdout], [], [],
-                                  max(0.0, deadline - time.monotonic()))[0]
-            chunk = os.read(self.proc.stdout.fileno(), 65536) if ready else None
-            if not chunk:
-                self.close(kill=True)
-                raise AssertionError(f"child gave no line within {timeout} s (eof={chunk == b''}); "
-                                     f"stderr:\n{self.proc.stderr.read().decode()}")
-            self._buf += chunk
-        line, self._buf = self._buf.split(b"\n", 1)
-        return line.decode()
-
-    def close(self, kill=False, timeout=30.0):
-        """Closes stdin (the child's cue to finish), waits, returns (rc, stderr)."""
-        if kill and self.proc.poll() is None:
-            self.proc.kill()
-        if not self.proc.stdin.closed:
-            try:
-                self.proc.stdin.close()
-            except BrokenPipeError:
-                pass
-        try:
-            self.proc.wait(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait(timeout=30)
-        err = self.proc.stderr.read().decode()
-        self.proc.stdout.close()
-        self.proc.stderr.close()
-        return self.proc.returncode, err
 
 
 # -- the writer lock -----------------------------------------------------------------------

@@ -12,23 +12,20 @@ from __future__ import annotations
 import inspect
 import os
 import random
-import select
 import signal
-import subprocess
-import sys
 import time
 
 import numpy as np
 import pytest
 
 import vecdb
+from conftest import Child
 from vecdb.errors import DatabaseLockedError
 
 DIM = 16
 BATCH = 100          # rows per batch in the add-only test
 N_IDS = 300          # id space of the mixed upsert/delete test
 OP_SIZE = 20         # ids touched by one mixed operation
-VECDB_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(vecdb.__file__)))
 
 
 # -- deterministic data, shared with the child processes (source injected) -------------------
@@ -95,44 +92,6 @@ sys.stdin.read()
 
 
 # -- subprocess helper ---------------------------------------------------------------------
-
-class Child:
-    """A python child running script; reads its stdout lines with bounded waits."""
-
-    def __init__(self, script, *args):
-        env = dict(os.environ, PYTHONPATH=os.pathsep.join(
-            p for p in (VECDB_ROOT, os.environ.get("PYTHONPATH")) if p))
-        self.proc = subprocess.Popen([sys.executable, "-c", script, *map(str, args)],
-                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                     stderr=subprocess.PIPE, bufsize=0, env=env)
-        self._buf = b""
-
-    def line(self, timeout=30.0):
-        deadline = time.monotonic() + timeout
-        while b"\n" not in self._buf:
-            left = deadline - time.monotonic()
-            ready = select.select([self.proc.stdout], [], [], max(0.0, left))[0]
-            chunk = os.read(self.proc.stdout.fileno(), 65536) if ready else None
-            if not chunk:
-                self.kill()
-                raise AssertionError(f"child gave no line within {timeout} s (eof={chunk == b''}); "
-                                     f"stderr:\n{self.proc.stderr.read().decode()}")
-            self._buf += chunk
-        line, self._buf = self._buf.split(b"\n", 1)
-        return line.decode()
-
-    def kill(self):
-        """SIGKILL, reap, and return every stdout line written before death."""
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGKILL)
-        self.proc.wait(timeout=30)
-        rest = self._buf + self.proc.stdout.read()
-        self._buf = b""
-        self.stderr = self.proc.stderr.read().decode()
-        for f in (self.proc.stdin, self.proc.stdout, self.proc.stderr):
-            f.close()
-        return rest.decode().split()
-
 
 def run_and_kill(script, args, delay):
     """Starts a writer, waits until it is writing, SIGKILLs it after delay s; acked numbers."""
