@@ -91,7 +91,7 @@ def main() -> None:
     tmp = tempfile.mkdtemp(prefix="vecdb-bench-")
     try:
         db = vecdb.open(os.path.join(tmp, "bench.vdb"), durability="normal")
-        col = db.create_collection("bench", dim=dim, metric="cosine")
+        col = db.create_collection("bench", dim=dim, metric="cosine", index=vecdb.Flat())
         t0 = time.perf_counter()
         for s in range(0, n, args.batch):
             col.add(ids=ids[s:s + args.batch], vectors=X[s:s + args.batch],
@@ -99,8 +99,8 @@ def main() -> None:
         add_s = time.perf_counter() - t0
         add_rate = n / add_s
 
-        rows = col._store.views(n)
-        shift = col._store.shift
+        rows = col._rows.store.views(n)
+        shift = col._rows.store.shift
         q = Q[0]
         qn = Qn[:1]
         t_api, hits = timed(lambda: col.query(q, k=args.k, include=()), args.repeat)

@@ -18,6 +18,10 @@ const char *vdb_strerror(int rc) {
         return "could not start a worker thread";
     case VDB_ERR_UNSUPPORTED:
         return "SIMD level not supported by this CPU or build";
+    case VDB_ERR_CORRUPT:
+        return "corrupt image (bad magic, checksum, size or offsets)";
+    case VDB_ERR_VERSION:
+        return "image has a newer format version than this build reads";
     default:
         return "unknown vecdb status code";
     }

@@ -34,6 +34,24 @@ def random_vectors(n: int, dim: int, *, seed: int = 0, kind: str = "gaussian") -
     raise ValueError(f"kind: unknown {kind!r}")
 
 
+def clustered_vectors(n: int, dim: int, *, n_queries: int = 0, clusters: int = 50,
+                      seed: int = 0) -> Tuple[np.ndarray, np.ndarray]:
+    """A Gaussian mixture (float32 [n, dim]) and n_queries more points drawn from it, the
+    kind of data a graph index must handle well (rows of one cluster are near each other)."""
+    rng = np.random.default_rng(seed)
+    centers = rng.standard_normal((clusters, dim)).astype(np.float32) * 3
+    labels = rng.integers(0, clusters, size=n + n_queries)
+    points = centers[labels] + rng.standard_normal((n + n_queries, dim)).astype(np.float32)
+    return np.ascontiguousarray(points[:n]), np.ascontiguousarray(points[n:])
+
+
+def recall_at_k(found: np.ndarray, truth: np.ndarray) -> float:
+    """Mean share of each truth row (of k) that found holds."""
+    k = truth.shape[1]
+    return float(np.mean([len(set(f[:k].tolist()) & set(t.tolist())) / k
+                          for f, t in zip(found, truth)]))
+
+
 def exact_distances(X: np.ndarray, Q: np.ndarray, metric: str) -> np.ndarray:
     """float64 [nq, n] distances with vecdb's conventions (smaller is closer)."""
     X = np.asarray(X, dtype=np.float64)

@@ -18,7 +18,7 @@ def test_open_creates_directory_and_layout(tmp_path):
     names = {p.name for p in path.iterdir()}
     assert {"data.mdb", "lock.mdb", "LOCK", "collections"} <= names
     (folder,) = (path / "collections").iterdir()
-    assert [p.name for p in folder.iterdir()] == ["vectors.0.f32"]
+    assert sorted(p.name for p in folder.iterdir()) == ["hnsw.graph", "vectors.0.f32"]
     assert db.closed and repr(db).endswith("closed)")
 
 
@@ -28,7 +28,7 @@ def test_collections_catalog(db):
     assert db.get_or_create_collection("b-docs", dim=4, metric="ip") is a
     assert db.get_collection("a-docs") is b
     assert db.list_collections() == ["a-docs", "b-docs"]
-    assert (a.name, a.dim, a.metric, a.index) == ("b-docs", 4, "ip", vecdb.Flat())
+    assert (a.name, a.dim, a.metric, a.index) == ("b-docs", 4, "ip", vecdb.HNSW())
     db.drop_collection("b-docs")
     assert db.list_collections() == ["a-docs"]
 

@@ -43,6 +43,9 @@ def parse_declarations(text: str):
         fields = tuple(norm(f) for f in m.group(2).split(";") if f.strip())
         structs[(m.group(1), m.group(3))] = fields
     body = re.sub(r"typedef\s+struct\s+\w+\s*\{.*?\}\s*\w+\s*;", " ", body, flags=re.S)
+    for m in re.finditer(r"typedef\s+struct\s+(\w+)\s+(\w+)\s*;", body):  # opaque types
+        structs[(m.group(1), m.group(2))] = None
+    body = re.sub(r"typedef\s+struct\s+\w+\s+\w+\s*;", " ", body)
     prototypes = {norm(p) for p in body.split(";") if p.strip()}
     return defines, structs, prototypes
 
@@ -56,7 +59,7 @@ def test_cdef_declares_exactly_the_header():
     # the parse found what vecdb.h is known to hold (guards against a parser that sees nothing)
     assert {"VDB_OK", "VDB_ERR_UNSUPPORTED", "VDB_METRIC_COSINE", "VDB_SIMD_AVX512"} <= set(h_defines)
     assert ("vdb_rows", "vdb_rows") in h_structs
-    assert len(h_protos) == 5 and all(p.startswith("int vdb_") or "vdb_strerror" in p
+    assert len(h_protos) == 15 and all(p.startswith("int vdb_") or "vdb_strerror" in p
                                       for p in h_protos)
 
 

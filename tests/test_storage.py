@@ -128,7 +128,7 @@ def test_drop_collection_removes_keys_and_files(db_path):
         b = db.create_collection("b", dim=2)
         a.add(ids=[1, 2], vectors=[[1, 0], [0, 1]], documents=["x", "y"])
         b.add(ids=[1], vectors=[[1, 1]])
-        folder = a._store.directory
+        folder = a._rows.store.directory
         db.drop_collection("a")
         with pytest.raises(errors.CollectionNotFoundError):
             a.query([1, 0])

@@ -22,6 +22,8 @@ CDEF = """
 #define VDB_ERR_NOMEM -2
 #define VDB_ERR_THREAD -3
 #define VDB_ERR_UNSUPPORTED -4
+#define VDB_ERR_CORRUPT -5
+#define VDB_ERR_VERSION -6
 
 #define VDB_METRIC_L2 0
 #define VDB_METRIC_IP 1
@@ -51,6 +53,37 @@ int vdb_flat_search(int simd, int metric, const vdb_rows *rows, const float *que
                     int64_t *out_rows, float *out_dist);
 
 int vdb_bitset_count(const uint64_t *bits, size_t n_bits, size_t *count);
+
+typedef struct vdb_hnsw vdb_hnsw;
+
+typedef struct vdb_hnsw_params {
+    uint32_t m;
+    uint32_t ef_construction;
+    uint64_t seed;
+} vdb_hnsw_params;
+
+int vdb_hnsw_new(const vdb_hnsw_params *params, size_t dim, int metric, int simd,
+                 vdb_hnsw **out);
+
+int vdb_hnsw_free(vdb_hnsw *graph);
+
+int vdb_hnsw_add(vdb_hnsw *graph, const vdb_rows *rows, int n_threads);
+
+int vdb_hnsw_search(const vdb_hnsw *graph, const vdb_rows *rows, const float *queries,
+                    size_t nq, size_t k, size_t ef, const uint64_t *allow,
+                    const uint64_t *deny, int n_threads, int64_t *out_rows, float *out_dist);
+
+int vdb_hnsw_info(const vdb_hnsw *graph, size_t *n_nodes, size_t *memory_bytes);
+
+int vdb_hnsw_serialized_size(const vdb_hnsw *graph, size_t *size);
+int vdb_hnsw_serialize(const vdb_hnsw *graph, void *buf, size_t size);
+
+int vdb_hnsw_load(void *buf, size_t size, int simd, vdb_hnsw **out);
+
+int vdb_hnsw_verify(const void *buf, size_t size);
+
+int vdb_hnsw_image_info(const void *buf, size_t size, size_t *dim, int *metric,
+                        vdb_hnsw_params *params, size_t *n_nodes);
 """
 
 _ROOT = Path(__file__).resolve().parent.parent

@@ -24,7 +24,8 @@ from typing import Dict, Optional, Sequence, Tuple
 import numpy as np
 
 from ._core import ffi, lib
-from .errors import InvalidArgumentError, NativeError, NativeMemoryError
+from .errors import (CorruptionError, FormatVersionError, InvalidArgumentError, NativeError,
+                     NativeMemoryError)
 
 SIMD_LEVELS: Tuple[str, ...] = ("scalar", "avx2", "avx512")
 METRICS: Dict[str, int] = {
@@ -32,6 +33,7 @@ METRICS: Dict[str, int] = {
     "ip": lib.VDB_METRIC_IP,
     "cosine": lib.VDB_METRIC_COSINE,
 }
+_METRIC_NAMES: Dict[int, str] = {v: k for k, v in METRICS.items()}
 
 
 _ERRORS = {
@@ -39,6 +41,8 @@ _ERRORS = {
     lib.VDB_ERR_UNSUPPORTED: InvalidArgumentError,
     lib.VDB_ERR_NOMEM: NativeMemoryError,
     lib.VDB_ERR_THREAD: NativeError,
+    lib.VDB_ERR_CORRUPT: CorruptionError,
+    lib.VDB_ERR_VERSION: FormatVersionError,
 }
 
 
@@ -186,6 +190,44 @@ def distances(query: np.ndarray, rows: np.ndarray, metric: str, *,
     return out
 
 
+def _rows(segments: Sequence[np.ndarray], shift: int, n_rows: int, dim: int, what: str):
+    """A ``_Rows``: the ``vdb_rows *`` over rows [0, n_rows) of ``segments`` together with
+    the pointer array and segment buffers it points to (alive as long as the ``_Rows``).
+    Checked: each needed segment is a 2-D C-contiguous float32 array of ``dim`` columns
+    holding at least its visible rows."""
+    needed = ((n_rows - 1) >> shift) + 1 if n_rows else 0
+    if len(segments) < needed:
+        raise InvalidArgumentError(
+            f"segments: {len(segments)} given, {needed} needed for {n_rows} rows")
+    seg_ptrs = []
+    for i in range(needed):
+        seg = segments[i]
+        if not _is_float_matrix(seg):
+            _float_matrix(seg, f"segments[{i}]")
+        if seg.shape[1] != dim:
+            raise InvalidArgumentError(
+                f"{what}: dim {dim} does not match segments[{i}] dim {seg.shape[1]}")
+        visible = min(n_rows - (i << shift), 1 << shift)
+        if seg.shape[0] < visible:
+            raise InvalidArgumentError(
+                f"segments[{i}]: holds {seg.shape[0]} rows, {visible} visible rows expected")
+        seg_ptrs.append(ffi.from_buffer("float[]", seg))
+    seg_array = ffi.new("const float *[]", seg_ptrs) if seg_ptrs else ffi.NULL
+    rows = ffi.new("vdb_rows *", (seg_array, needed, shift, n_rows, dim))
+    return _Rows(rows, seg_array, seg_ptrs)
+
+
+class _Rows:
+    """A ``vdb_rows *`` with everything it points to (the pointer array, the segment buffers)."""
+
+    __slots__ = ("ptr", "_array", "_segments")
+
+    def __init__(self, ptr, array, segments) -> None:
+        self.ptr = ptr
+        self._array = array
+        self._segments = segments
+
+
 def flat_search(segments: Sequence[np.ndarray], segment_shift: int, n_rows: int,
                 queries: np.ndarray, k: int, metric: str, *,
                 allow: Optional[np.ndarray] = None, deny: Optional[np.ndarray] = None,
@@ -210,31 +252,12 @@ def flat_search(segments: Sequence[np.ndarray], segment_shift: int, n_rows: int,
     shift = _count(segment_shift, "segment_shift", 0, 63)
     n_threads = _count(n_threads, "n_threads", 0, 2**31 - 1)
 
-    needed = ((n_rows - 1) >> shift) + 1 if n_rows else 0
-    if len(segments) < needed:
-        raise InvalidArgumentError(
-            f"segments: {len(segments)} given, {needed} needed for {n_rows} rows")
-    seg_ptrs = []
-    for i in range(needed):
-        seg = segments[i]
-        if not _is_float_matrix(seg):
-            _float_matrix(seg, f"segments[{i}]")
-        if seg.shape[1] != dim:
-            raise InvalidArgumentError(
-                f"queries: dim {dim} does not match segments[{i}] dim {seg.shape[1]}")
-        visible = min(n_rows - (i << shift), 1 << shift)
-        if seg.shape[0] < visible:
-            raise InvalidArgumentError(
-                f"segments[{i}]: holds {seg.shape[0]} rows, {visible} visible rows expected")
-        seg_ptrs.append(ffi.from_buffer("float[]", seg))
-
     allow_p = _bitset(allow, "allow", n_rows)
     deny_p = _bitset(deny, "deny", n_rows)
+    rows = _rows(segments, shift, n_rows, dim, "queries")
     out_rows = np.empty((nq, k), dtype=np.int64)
     out_dist = np.empty((nq, k), dtype=np.float32)
-    seg_array = ffi.new("const float *[]", seg_ptrs) if seg_ptrs else ffi.NULL
-    rows = ffi.new("vdb_rows *", (seg_array, needed, shift, n_rows, dim))
-    rc = lib.vdb_flat_search(level, m, rows, ffi.from_buffer("float[]", queries), nq, k,
+    rc = lib.vdb_flat_search(level, m, rows.ptr, ffi.from_buffer("float[]", queries), nq, k,
                              allow_p, deny_p, n_threads,
                              ffi.from_buffer("int64_t[]", out_rows, require_writable=True),
                              ffi.from_buffer("float[]", out_dist, require_writable=True))
@@ -254,5 +277,260 @@ def bitset_count(bits: np.ndarray, n_bits: int) -> int:
     return int(count[0])
 
 
+def _writable_buffer(buffer: object, name: str):
+    """(char[] cdata, nbytes) of a writable buffer (bytearray, mmap ACCESS_COPY/WRITE, numpy)."""
+    try:
+        cbuf = ffi.from_buffer("char[]", buffer, require_writable=True)
+    except (TypeError, BufferError):
+        raise InvalidArgumentError(
+            f"{name}: expected a writable buffer (bytearray, writable mmap, numpy array), "
+            f"got {type(buffer).__name__}") from None
+    if int(ffi.cast("uintptr_t", cbuf)) & 7:
+        ffi.release(cbuf)
+        raise InvalidArgumentError(f"{name}: the buffer's memory must be 8-byte aligned")
+    return cbuf, len(cbuf)
+
+
+def _readable_buffer(buffer: object, name: str):
+    try:
+        return ffi.from_buffer("char[]", buffer)
+    except TypeError:
+        raise InvalidArgumentError(
+            f"{name}: expected a buffer (bytes, bytearray, mmap, numpy array), "
+            f"got {type(buffer).__name__}") from None
+
+
+class Hnsw:
+    """An HNSW graph over float32 rows held by the caller (csrc/hnsw*.c).
+
+    Node i is row i of the segments handed to ``add`` and ``search`` (the graph never copies
+    vectors). ``search`` may run from many threads while one thread runs ``add``; ``add``,
+    ``serialize_into`` and ``close`` must not run concurrently with each other, and ``close``
+    not with anything.
+
+        >>> import numpy as np
+        >>> X = np.random.default_rng(0).standard_normal((100, 8)).astype(np.float32)
+        >>> g = Hnsw.new(8, "l2", m=8, ef_construction=32)
+        >>> g.add([X], 20, 100)
+        >>> rows, dist = g.search([X], 20, 100, X[:1], 1, 16)
+        >>> int(rows[0, 0])
+        0
+    """
+
+    __slots__ = ("_ptr", "_buffer", "_cbuf", "_dim", "_metric", "_m", "_efc", "_seed",
+                 "_rows_key", "_rows_val", "__weakref__")
+
+    def __init__(self, ptr, buffer=None, cbuf=None) -> None:
+        self._ptr = ffi.gc(ptr, lib.vdb_hnsw_free)
+        self._buffer = buffer
+        self._cbuf = cbuf
+        self._rows_key = None
+        self._rows_val = None
+
+    @classmethod
+    def new(cls, dim: int, metric: str, *, m: int, ef_construction: int, seed: int = 0,
+            simd: Optional[str] = None) -> "Hnsw":
+        """An empty graph for rows of ``dim`` floats under ``metric`` ("l2", "ip", "cosine");
+        ``m`` links per node on upper levels (2m on level 0), in [2, 256]."""
+        level = _simd_level(simd)
+        mt = _metric(metric)
+        dim = _count(dim, "dim", 1)
+        m = _count(m, "m", 2, 256)
+        ef_construction = _count(ef_construction, "ef_construction", 1, 2**32 - 1)
+        seed = _count(seed, "seed", 0, 2**64 - 1)
+        params = ffi.new("vdb_hnsw_params *", (m, ef_construction, seed))
+        out = ffi.new("vdb_hnsw **")
+        _check(lib.vdb_hnsw_new(params, dim, mt, level, out), "Hnsw.new")
+        g = cls(out[0])
+        g._dim, g._metric, g._m, g._efc, g._seed = dim, metric, m, ef_construction, seed
+        return g
+
+    @classmethod
+    def load(cls, buffer, *, simd: Optional[str] = None) -> "Hnsw":
+        """Opens a checkpoint image in place (no copy; see vdb_hnsw_load). ``buffer`` must be
+        writable and 8-byte aligned (an mmap with ACCESS_COPY is the intended one); the graph
+        keeps a reference to it until ``close``. Raises CorruptionError / FormatVersionError."""
+        level = _simd_level(simd)
+        cbuf, size = _writable_buffer(buffer, "buffer")
+        out = ffi.new("vdb_hnsw **")
+        rc = lib.vdb_hnsw_load(cbuf, size, level, out)
+        if rc:
+            ffi.release(cbuf)
+            _check(rc, "Hnsw.load")
+        g = cls(out[0], buffer, cbuf)
+        info = _image_info(cbuf, size)
+        g._dim, g._metric, g._m = info["dim"], info["metric"], info["m"]
+        g._efc, g._seed = info["ef_construction"], info["seed"]
+        return g
+
+    def _graph(self):
+        ptr = self._ptr
+        if ptr is None:
+            raise InvalidArgumentError("hnsw graph is closed")
+        return ptr
+
+    def close(self) -> None:
+        """Frees the graph now (idempotent), then lets go of a loaded image's buffer."""
+        ptr, self._ptr = self._ptr, None
+        if ptr is None:
+            return
+        ffi.release(ptr)  # runs the ffi.gc destructor (vdb_hnsw_free) now, once
+        if self._cbuf is not None:
+            ffi.release(self._cbuf)
+        self._cbuf = self._buffer = None
+        self._rows_key = self._rows_val = None
+
+    def _rows(self, segments, segment_shift, n_rows):
+        """The vdb_rows of (segments, shift, n_rows), cached while a tuple of segments is
+        passed again (a tuple cannot change; a list is checked and converted every call)."""
+        key = self._rows_key
+        if key is not None and key[0] is segments and key[1] == segment_shift \
+                and key[2] == n_rows:
+            return self._rows_val
+        n_rows = _count(n_rows, "n_rows", 0, 2**32 - 2)
+        shift = _count(segment_shift, "segment_shift", 0, 31)
+        rows = _rows(segments, shift, n_rows, self._dim, "segments")
+        if type(segments) is tuple:
+            self._rows_key = (segments, segment_shift, n_rows)
+            self._rows_val = rows
+        return rows
+
+    def add(self, segments: Sequence[np.ndarray], segment_shift: int, n_rows: int, *,
+            n_threads: int = 0) -> None:
+        """Inserts rows [n_nodes, n_rows) as nodes, on ``n_threads`` threads (0 = all CPUs)."""
+        ptr = self._graph()
+        n_threads = _count(n_threads, "n_threads", 0, 2**31 - 1)
+        rows = self._rows(segments, segment_shift, n_rows)
+        if rows.ptr.n_rows < self.n_nodes:
+            raise InvalidArgumentError(
+                f"n_rows: {n_rows} is below the graph's {self.n_nodes} nodes")
+        rc = lib.vdb_hnsw_add(ptr, rows.ptr, n_threads)
+        if rc:
+            _check(rc, "Hnsw.add")
+
+    def search(self, segments: Sequence[np.ndarray], segment_shift: int, n_rows: int,
+               queries: np.ndarray, k: int, ef: int, *, allow: Optional[np.ndarray] = None,
+               deny: Optional[np.ndarray] = None,
+               n_threads: int = 0) -> Tuple[np.ndarray, np.ndarray]:
+        """(rows int64 [nq, k], distances float32 [nq, k]) of each query, best first; unused
+        slots hold row -1 / +inf. Rows outside ``allow`` or inside ``deny`` (uint64 bitsets)
+        route the search but are never returned; ``ef`` is raised to ``k`` when smaller."""
+        ptr = self._graph()
+        if not _is_float_matrix(queries):
+            _float_matrix(queries, "queries")
+        nq, dim = queries.shape
+        if dim != self._dim:
+            raise InvalidArgumentError(f"queries: dim {dim} does not match the graph's {self._dim}")
+        if type(k) is not int or k < 0:
+            k = _count(k, "k")
+        if type(ef) is not int or ef < 0:
+            ef = _count(ef, "ef")
+        if type(n_threads) is not int or n_threads < 0:
+            n_threads = _count(n_threads, "n_threads", 0, 2**31 - 1)
+        rows = self._rows(segments, segment_shift, n_rows)
+        n_rows = rows.ptr.n_rows
+        allow_p = ffi.NULL if allow is None else _bitset(allow, "allow", n_rows)
+        deny_p = ffi.NULL if deny is None else _bitset(deny, "deny", n_rows)
+        out_rows = np.empty((nq, k), dtype=np.int64)
+        out_dist = np.empty((nq, k), dtype=np.float32)
+        rc = lib.vdb_hnsw_search(ptr, rows.ptr, ffi.from_buffer("float[]", queries), nq, k, ef,
+                                 allow_p, deny_p, n_threads,
+                                 ffi.from_buffer("int64_t[]", out_rows, require_writable=True),
+                                 ffi.from_buffer("float[]", out_dist, require_writable=True))
+        if rc:
+            _check(rc, "Hnsw.search")
+        return out_rows, out_dist
+
+    def _info(self):
+        n = ffi.new("size_t[2]")
+        _check(lib.vdb_hnsw_info(self._graph(), n, n + 1), "Hnsw.info")
+        return int(n[0]), int(n[1])
+
+    @property
+    def n_nodes(self) -> int:
+        """Nodes inserted (the graph covers rows [0, n_nodes))."""
+        return self._info()[0]
+
+    @property
+    def memory_bytes(self) -> int:
+        """Bytes of links and bookkeeping (a loaded image's size included; no vectors)."""
+        return self._info()[1]
+
+    @property
+    def dim(self) -> int:
+        return self._dim
+
+    @property
+    def metric(self) -> str:
+        return self._metric
+
+    @property
+    def m(self) -> int:
+        return self._m
+
+    @property
+    def ef_construction(self) -> int:
+        return self._efc
+
+    @property
+    def seed(self) -> int:
+        return self._seed
+
+    def serialized_size(self) -> int:
+        """Exact size in bytes of the checkpoint image of the graph as it is now."""
+        size = ffi.new("size_t *")
+        _check(lib.vdb_hnsw_serialized_size(self._graph(), size), "Hnsw.serialized_size")
+        return int(size[0])
+
+    def serialize_into(self, buffer) -> None:
+        """Writes the image into ``buffer``: writable, 8-byte aligned, of exactly
+        ``serialized_size()`` bytes (e.g. an mmap of a file of that size)."""
+        ptr = self._graph()
+        cbuf, size = _writable_buffer(buffer, "buffer")
+        try:
+            expected = self.serialized_size()
+            if size != expected:
+                raise InvalidArgumentError(
+                    f"buffer: holds {size} bytes, the image needs exactly {expected}")
+            _check(lib.vdb_hnsw_serialize(ptr, cbuf, size), "Hnsw.serialize_into")
+        finally:
+            ffi.release(cbuf)
+
+
+def _image_info(cbuf, size: int) -> dict:
+    dim = ffi.new("size_t[2]")
+    metric = ffi.new("int *")
+    params = ffi.new("vdb_hnsw_params *")
+    _check(lib.vdb_hnsw_image_info(cbuf, size, dim, metric, params, dim + 1), "hnsw_image_info")
+    return {"dim": int(dim[0]), "metric": _METRIC_NAMES.get(metric[0], str(metric[0])),
+            "m": int(params.m), "ef_construction": int(params.ef_construction),
+            "seed": int(params.seed), "n_nodes": int(dim[1])}
+
+
+def hnsw_image_info(buffer) -> dict:
+    """dim, metric, m, ef_construction, seed and n_nodes of a checkpoint image (header checks
+    only); raises CorruptionError / FormatVersionError."""
+    cbuf = _readable_buffer(buffer, "buffer")
+    try:
+        return _image_info(cbuf, len(cbuf))
+    finally:
+        ffi.release(cbuf)
+
+
+def hnsw_verify(buffer) -> bool:
+    """True iff the image's header and body checksums match (reads the whole buffer).
+    A newer format version raises FormatVersionError."""
+    cbuf = _readable_buffer(buffer, "buffer")
+    try:
+        rc = lib.vdb_hnsw_verify(cbuf, len(cbuf))
+    finally:
+        ffi.release(cbuf)
+    if rc == lib.VDB_ERR_CORRUPT:
+        return False
+    if rc:
+        _check(rc, "hnsw_verify")
+    return True
+
+
 __all__ = ["SIMD", "SIMD_LEVELS", "METRICS", "simd_supported",
-           "distances", "flat_search", "bitset_count"]
+           "distances", "flat_search", "bitset_count", "Hnsw", "hnsw_image_info", "hnsw_verify"]

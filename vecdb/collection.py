@@ -4,8 +4,9 @@ A collection's state is split the way DESIGN.md §3 says:
   - LMDB (source of truth): id -> row, row -> record (id, metadata, document), the tombstone
     log (sequence -> row) and the state (watermark W, tombstone count T);
   - segment files: the float32 rows [0, W) (rows past W are leftovers of an interrupted
-    write and are ignored);
-  - memory: W, T and the tombstone bitset, derived from LMDB at open.
+    write and are ignored), and the graph checkpoint, in the folder of the current row
+    generation (rowset.py; vacuum() renumbers rows into a new generation);
+  - memory: a RowSet with W, T, the tombstone bitset and the indexes, derived at open.
 
 Invariants:
  1. Every row in [0, W) is either live (exactly one id maps to it) or tombstoned (it appears
@@ -15,6 +16,9 @@ Invariants:
     step before the commit leaves the collection as it was.
  3. Under the cosine metric rows and queries are stored/searched unit-normalized, and the C
     kernels run inner product on them.
+ 4. Row numbers are only meaningful within a generation: a reader that finds rows in LMDB
+    checks, in the same transaction, that the generation is the one its RowSet belongs to,
+    and starts over otherwise.
 
     >>> import tempfile, numpy as np, vecdb
     >>> db = vecdb.open(tempfile.mkdtemp())
@@ -27,21 +31,22 @@ Invariants:
 
 from __future__ import annotations
 
-import threading
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import (TYPE_CHECKING, Any, Callable, Iterator, List, Optional, Sequence, Tuple,
-                    Union)
+from typing import (TYPE_CHECKING, Any, Callable, Dict, Iterator, List, Optional, Sequence,
+                    Tuple, Union)
 
 import numpy as np
 
 from . import validate
 from .errors import CollectionNotFoundError, IdExistsError, IdNotFoundError
-from .index.flat import FlatIndex
+from .config import HNSW, index_from_dict
+from .query import planner
+from .rowset import RowSet, remove_generation_dirs
+from .vacuum import vacuum
 from .results import Hit, Record, Results
 from .storage import keys, records
 from .storage.catalog import CollectionInfo
-from .storage.segments import SegmentStore
 from .types import DEFAULT_INCLUDE, Id, Metadata
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -76,13 +81,9 @@ class Collection:
         self._db = db
         self._info = info
         self._prefix = info.prefix
-        self._store = SegmentStore(directory, info.dim, bytes.fromhex(info.uuid),
-                                   writable=not db.readonly)
-        self._index = FlatIndex("l2" if info.metric == "l2" else "ip")
-        self._lock = threading.Lock()  # guards the in-memory state below
-        self._watermark = 0
-        self._tomb_seq = 0
-        self._deny = np.zeros(1, dtype=np.uint64)
+        self._base_dir = directory
+        self._config = index_from_dict(info.index)
+        self._rows: Optional[RowSet] = None  # replaced whole on a generation switch
         self._dropped = False
         self._load_state()
 
@@ -102,60 +103,63 @@ class Collection:
 
     @property
     def index(self) -> Any:
-        from .config import index_from_dict
-        return index_from_dict(self._info.index)
+        """The index config the collection was created with (``vecdb.HNSW(...)`` or ``Flat()``)."""
+        return self._config
 
     def __repr__(self) -> str:
+        live = self._rows.live if self._rows is not None else 0
         return (f"Collection(name={self.name!r}, dim={self.dim}, metric={self.metric!r}, "
-                f"count={self._watermark - self._tomb_seq})")
+                f"count={live})")
 
     # -- in-memory state ---------------------------------------------------------------------
 
     def _load_state(self) -> None:
-        """Reads W, T and the tombstone log from LMDB (at open, and for read-only handles)."""
+        """Takes in W, T, G and new tombstones from LMDB (at open, and for read-only handles
+        before each operation); a new generation gets a new RowSet."""
         env = self._db._env
+        rows = self._rows
         with env.read() as txn:
             raw = txn.get(self._prefix, db=env.dbs["state"])
             if raw is None:
                 self._dropped = True
                 raise CollectionNotFoundError(f"collection {self.name!r} was dropped")
-            watermark, tomb_seq = keys.unpack_state(raw)
-            if watermark == self._watermark and tomb_seq == self._tomb_seq:
+            watermark, tomb_seq, gen = keys.unpack_state(raw)
+            fresh = rows is None or rows.gen != gen
+            if not fresh and watermark == rows.watermark and tomb_seq == rows.tomb_seq:
                 return
+            seen = 0 if fresh else rows.tomb_seq
             new_tombs = []
-            if tomb_seq > self._tomb_seq:
+            if tomb_seq > seen:
                 with txn.cursor(db=env.dbs["tombs"]) as cur:
-                    cur.set_range(keys.row_key(self._prefix, self._tomb_seq))
+                    cur.set_range(keys.row_key(self._prefix, seen))
                     for key, value in cur:
                         if not key.startswith(self._prefix):
                             break
                         new_tombs.append(keys.unpack_u64(value))
-        self._store.views(watermark)  # maps the new rows (checks the files hold them)
-        self._apply(watermark, tomb_seq, new_tombs)
+        if fresh:
+            if rows is None and not self._db.readonly:
+                remove_generation_dirs(self._base_dir, keep=gen)  # an interrupted vacuum's
+            rows = RowSet(self._base_dir, self._info, self._config, gen,
+                          writable=not self._db.readonly, fsync=self._db.durability != "off")
+            rows.apply(watermark, tomb_seq, new_tombs)
+            rows.open_graph()
+            self._rows = rows
+        else:
+            rows.apply(watermark, tomb_seq, new_tombs)
 
-    def _apply(self, watermark: int, tomb_seq: int, tomb_rows: Sequence[int]) -> None:
-        with self._lock:
-            words = (watermark + 63) // 64
-            if words > len(self._deny):
-                grown = np.zeros(max(words, 2 * len(self._deny)), dtype=np.uint64)
-                grown[: len(self._deny)] = self._deny
-                self._deny = grown
-            if len(tomb_rows):
-                rows = np.asarray(tomb_rows, dtype=np.uint64)
-                np.bitwise_or.at(self._deny, (rows >> np.uint64(6)).astype(np.intp),
-                                 np.left_shift(np.uint64(1), rows & np.uint64(63)))
-            self._watermark = watermark
-            self._tomb_seq = tomb_seq
-
-    def _snapshot(self) -> Tuple[int, Optional[np.ndarray]]:
-        """(W, tombstone bitset) as of now, refreshed from LMDB for read-only handles."""
+    def _current(self) -> RowSet:
+        """The RowSet as of now, refreshed from LMDB for read-only handles."""
         self._db._check_open()
         if self._dropped:
             raise CollectionNotFoundError(f"collection {self.name!r} was dropped")
         if self._db.readonly:
             self._load_state()
-        with self._lock:  # no bitset at all while nothing is deleted: a faster scan
-            return self._watermark, (self._deny if self._tomb_seq else None)
+        return self._rows
+
+    def _check_generation(self, txn: Any, rows: RowSet) -> bool:
+        """True if rows is still the current generation, as seen by txn (invariant 4)."""
+        raw = txn.get(self._prefix, db=self._db._env.dbs["state"])
+        return raw is not None and keys.unpack_state(raw)[2] == rows.gen
 
     # -- writes ------------------------------------------------------------------------------
 
@@ -196,16 +200,16 @@ class Collection:
         record_for=None is add(): every id must be new and the records are in batch.encoded.
         """
         with self._writing():
-            env, dbs, prefix = self._db._env, self._db._env.dbs, self._prefix
-            start = self._watermark
+            env, dbs, prefix, rows = self._db._env, self._db._env.dbs, self._prefix, self._rows
+            start = rows.watermark
             n_new = 0 if batch.vectors is None else len(batch.vectors)
             if n_new:
-                self._store.append(start, batch.vectors)
+                rows.store.append(start, batch.vectors)
                 if self._db.durability == "full":
-                    self._store.sync()
+                    rows.store.sync()
 
             def transaction(txn: Any) -> Tuple[int, List[int]]:
-                seq, tombs = self._tomb_seq, []
+                seq, tombs = rows.tomb_seq, []
                 if record_for is None:
                     for i, key in enumerate(batch.keys):
                         if not txn.put(key, keys.pack_u64(start + i), db=dbs["ids"],
@@ -228,11 +232,13 @@ class Collection:
                         txn.put(prefix + new, record, db=dbs["rows"])
                     else:
                         txn.put(old_key, record, db=dbs["rows"])
-                txn.put(prefix, keys.pack_state(start + n_new, seq), db=dbs["state"])
+                txn.put(prefix, keys.pack_state(start + n_new, seq, rows.gen), db=dbs["state"])
                 return seq, tombs
 
             seq, tombs = env.write(transaction, sync=self._db.durability == "full")
-            self._apply(start + n_new, seq, tombs)
+            rows.apply(start + n_new, seq, tombs)
+            if n_new:
+                rows.extend_graph()
             return len(tombs)
 
     def add(self, ids: Sequence[Id], vectors: Any, metadatas: Optional[Sequence[Optional[Metadata]]] = None,
@@ -282,36 +288,38 @@ class Collection:
             return 0
         id_keys = [keys.id_key(self._prefix, i) for i in id_list]
         with self._writing():
-            env, dbs = self._db._env, self._db._env.dbs
+            env, dbs, rows = self._db._env, self._db._env.dbs, self._rows
 
             def transaction(txn: Any) -> Tuple[int, List[int]]:
-                seq, tombs = self._tomb_seq, []
+                seq, tombs = rows.tomb_seq, []
                 for key in id_keys:
                     old = txn.pop(key, db=dbs["ids"])
                     if old is not None:
                         seq = self._tombstone(txn, old, seq, tombs)
                 if tombs:
-                    txn.put(self._prefix, keys.pack_state(self._watermark, seq), db=dbs["state"])
+                    txn.put(self._prefix, keys.pack_state(rows.watermark, seq, rows.gen),
+                            db=dbs["state"])
                 return seq, tombs
 
             seq, tombs = env.write(transaction, sync=self._db.durability == "full")
-            self._apply(self._watermark, seq, tombs)
+            rows.apply(rows.watermark, seq, tombs)
             return len(tombs)
 
     def flush(self) -> None:
-        """Makes everything written so far durable (segments and LMDB fsynced)."""
-        self._db._check_open()
+        """Makes everything written so far durable (segments and LMDB fsynced) and writes the
+        graph checkpoint if the graph changed."""
+        rows = self._current()
         if not self._db.readonly:
-            self._store.sync()
+            rows.store.sync()
             self._db._env.sync()
+            if rows.graph is not None:
+                rows.graph.checkpoint()
 
     # -- reads -------------------------------------------------------------------------------
 
     def count(self) -> int:
         """Number of live items."""
-        watermark, _ = self._snapshot()
-        with self._lock:
-            return self._watermark - self._tomb_seq
+        return self._current().live
 
     def __len__(self) -> int:
         return self.count()
@@ -328,30 +336,24 @@ class Collection:
         limit = validate.non_negative_int(limit, "limit", allow_none=True)
         offset = validate.non_negative_int(offset, "offset")
         id_list = None if ids is None else validate.ids(ids, allow_empty=True)
-        self._snapshot()
         env = self._db._env
-        found: List[Tuple[int, bytes]] = []
-        with env.read() as txn:
-            if id_list is not None:
-                for ext_id in id_list:
-                    row = txn.get(keys.id_key(self._prefix, ext_id), db=env.dbs["ids"])
-                    value = None if row is None else txn.get(self._prefix + row, db=env.dbs["rows"])
-                    if value is not None:
-                        found.append((keys.unpack_u64(row), value))
-            elif limit != 0:
-                with txn.cursor(db=env.dbs["rows"]) as cur:
-                    if cur.set_range(self._prefix):
-                        skipped = 0
-                        for key, value in cur:
-                            if not key.startswith(self._prefix):
-                                break
-                            if skipped < offset:
-                                skipped += 1
-                                continue
-                            found.append((keys.key_row(key), value))
-                            if limit is not None and len(found) >= limit:
-                                break
-        vectors = self._vectors([row for row, _ in found]) if "vector" in fields else None
+        while True:  # once, unless a vacuum switches generations meanwhile (invariant 4)
+            rows = self._current()
+            found: List[Tuple[int, bytes]] = []
+            with env.read() as txn:
+                if not self._check_generation(txn, rows):
+                    continue
+                if id_list is not None:
+                    for ext_id in id_list:
+                        row = txn.get(keys.id_key(self._prefix, ext_id), db=env.dbs["ids"])
+                        value = None if row is None else txn.get(self._prefix + row,
+                                                                 db=env.dbs["rows"])
+                        if value is not None:
+                            found.append((keys.unpack_u64(row), value))
+                elif limit != 0:
+                    found = self._scan_records(txn, offset, limit)
+            break
+        vectors = _read_vectors(rows, [r for r, _ in found]) if "vector" in fields else None
         out = []
         for j, (_, value) in enumerate(found):
             ext_id, meta, doc = records.decode(value)
@@ -361,13 +363,26 @@ class Collection:
                               vector=None if vectors is None else vectors[j]))
         return out
 
-    def _vectors(self, rows: List[int]) -> np.ndarray:
-        if not rows:
-            return np.empty((0, self.dim), dtype=np.float32)
-        return self._store.read(rows, max(rows) + 1)
+    def _scan_records(self, txn: Any, offset: int, limit: Optional[int]) -> List[Tuple[int, bytes]]:
+        """(row, record) of live rows in row order, skipping offset, at most limit."""
+        found: List[Tuple[int, bytes]] = []
+        with txn.cursor(db=self._db._env.dbs["rows"]) as cur:
+            if not cur.set_range(self._prefix):
+                return found
+            skipped = 0
+            for key, value in cur:
+                if not key.startswith(self._prefix):
+                    break
+                if skipped < offset:
+                    skipped += 1
+                    continue
+                found.append((keys.key_row(key), value))
+                if limit is not None and len(found) >= limit:
+                    break
+        return found
 
     def query(self, query: Any, k: int = 10, *, include: Sequence[str] = DEFAULT_INCLUDE,
-              n_threads: int = 0) -> Union[Results, List[Results]]:
+              ef: Optional[int] = None, n_threads: int = 0) -> Union[Results, List[Results]]:
         """The k nearest items to a query vector ([dim] -> Results) or to each of a batch of
         queries ([nq, dim] -> list of Results), best first. Fewer than k only when the
         collection holds fewer items.
@@ -378,24 +393,31 @@ class Collection:
         fields = validate.include(include)
         k = validate.k(k)
         n_threads = validate.non_negative_int(n_threads, "n_threads")
+        default_ef = self._config.ef_search if isinstance(self._config, HNSW) else 0
+        ef = default_ef if ef is None else validate.positive_int(ef, "ef")
         queries, single = validate.queries(query, self.dim, normalize=self.metric == "cosine")
-        watermark, deny = self._snapshot()
-        if watermark == 0:
-            empty = Results([])
-            return empty if single else [Results([]) for _ in range(len(queries))]
-        views = self._store.views(watermark)
-        rows, dists = self._index.search(views, self._store.shift, watermark, queries,
-                                         min(k, watermark), deny=deny, n_threads=n_threads)
-        results = self._hits(rows, dists, fields)
-        return results[0] if single else results
+        while True:  # once, unless a vacuum switches generations meanwhile (invariant 4)
+            rows = self._current()
+            watermark, live, deny = rows.snapshot()
+            if live <= 0:
+                return Results([]) if single else [Results([]) for _ in range(len(queries))]
+            found, dists, _ = planner.search(rows.flat, rows.graph, rows.store.views,
+                                             rows.store.shift, watermark, live, queries, k, ef,
+                                             deny, n_threads)
+            results = self._hits(rows, found, dists, fields)
+            if results is not None:
+                return results[0] if single else results
 
-    def _hits(self, rows: np.ndarray, dists: np.ndarray, fields: Tuple[str, ...]) -> List[Results]:
-        """Turns C result rows into Results, reading records in one LMDB snapshot."""
+    def _hits(self, rows: RowSet, found: np.ndarray, dists: np.ndarray,
+              fields: Tuple[str, ...]) -> Optional[List[Results]]:
+        """Turns C result rows into Results, reading records in one LMDB snapshot; None if the
+        generation changed since the search (the caller searches again)."""
         env = self._db._env
-        want_vectors = "vector" in fields
-        found: List[List[Tuple[int, float, Any, Any, Any]]] = []
+        hits_per_query: List[List[Tuple[int, float, Any, Any, Any]]] = []
         with env.read() as txn:
-            for qrows, qdists in zip(rows.tolist(), dists.tolist()):
+            if not self._check_generation(txn, rows):
+                return None
+            for qrows, qdists in zip(found.tolist(), dists.tolist()):
                 hits = []
                 for row, dist in zip(qrows, qdists):
                     if row < 0:
@@ -404,10 +426,10 @@ class Collection:
                     if value is None:  # deleted by a concurrent writer since the search
                         continue
                     hits.append((row, dist) + records.decode(value))
-                found.append(hits)
+                hits_per_query.append(hits)
         out = []
-        for hits in found:
-            vecs = self._vectors([h[0] for h in hits]) if want_vectors else None
+        for hits in hits_per_query:
+            vecs = _read_vectors(rows, [h[0] for h in hits]) if "vector" in fields else None
             out.append(Results([
                 Hit(id=ext_id, distance=self._distance(d), score=-d,
                     metadata=(meta or {}) if "metadata" in fields else None,
@@ -426,6 +448,32 @@ class Collection:
 
     # -- lifecycle (called by Database) ------------------------------------------------------
 
+    def vacuum(self) -> Dict[str, Any]:
+        """Rewrites the collection without its deleted and replaced rows: gives their space
+        back and rebuilds the graph without them. Returns what it did.
+
+        >>> col.vacuum()["removed"]  # doctest: +SKIP
+        120
+        """
+        return vacuum(self)
+
+    def stats(self) -> Dict[str, Any]:
+        """Rows, live items, tombstones, index parameters and the memory of the graph and
+        the vectors.
+
+        >>> col.stats()["live"]  # doctest: +SKIP
+        2
+        """
+        rows = self._current()
+        return {"name": self.name, "dim": self.dim, "metric": self.metric, **rows.stats()}
+
     def _close(self, dropped: bool = False) -> None:
         self._dropped = self._dropped or dropped
-        self._store.close()
+        if self._rows is not None:
+            self._rows.close(checkpoint=not self._dropped and not self._db.readonly)
+
+
+def _read_vectors(rows: RowSet, row_numbers: List[int]) -> np.ndarray:
+    if not row_numbers:
+        return np.empty((0, rows.dim), dtype=np.float32)
+    return rows.store.read(row_numbers, max(row_numbers) + 1)

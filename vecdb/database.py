@@ -18,13 +18,13 @@ Invariants:
 from __future__ import annotations
 
 import os
-import shutil
 import threading
 from contextlib import contextmanager
 from typing import Any, Dict, Iterator, List, Optional, Union
 
 from . import validate
 from .collection import Collection
+from .rowset import remove_generation_dirs
 from .config import check_index
 from .errors import (CollectionExistsError, CollectionNotFoundError, DatabaseClosedError,
                      DatabaseNotFoundError, InvalidArgumentError, ReadOnlyError)
@@ -101,8 +101,8 @@ class Database:
                 return
             self._closed = True
             for col in self._collections.values():
-                if not self.readonly and self.durability != "off":
-                    col._store.sync()
+                if not self.readonly and self.durability != "off" and col._rows is not None:
+                    col._rows.store.sync()
                 col._close()
             self._collections.clear()
             if not self.readonly and self.durability != "off":
@@ -207,7 +207,7 @@ class Database:
                 col = self._collections.pop(name, None)
             if col is not None:
                 col._close(dropped=True)
-            shutil.rmtree(self._collection_dir(info), ignore_errors=True)
+            remove_generation_dirs(self._collection_dir(info))
 
 
 def open(path: Union[str, "os.PathLike[str]"], *, readonly: bool = False,

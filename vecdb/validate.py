@@ -219,10 +219,14 @@ def queries(value: Any, dim: int, *, normalize: bool) -> Tuple[np.ndarray, bool]
     return vectors(arr, n, dim, normalize=normalize, name="query"), single
 
 
-def k(value: Any) -> int:
+def positive_int(value: Any, name: str) -> int:
     if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
-        raise InvalidArgumentError(f"k: expected an int >= 1, got {_short(value)}")
+        raise InvalidArgumentError(f"{name}: expected an int >= 1, got {_short(value)}")
     return int(value)
+
+
+def k(value: Any) -> int:
+    return positive_int(value, "k")
 
 
 def include(value: Any) -> Tuple[str, ...]:

@@ -5,7 +5,7 @@ catalog sub-database:  name (UTF-8) -> msgpack map
      "format_version": int, "created": float (unix time)}
 meta sub-database:     b"next_cid" -> u64, the next collection number (never reused, so a
                        dropped collection's keys can never be mistaken for a new one's)
-state sub-database:    cid (4 bytes) -> (watermark W, tombstone sequence T), see keys.py
+state sub-database:    cid (4 bytes) -> (watermark W, tombstone count T, generation G)
 
 Invariant: a collection exists iff its catalog entry and its state entry exist; both are
 written and deleted in the same transaction.
@@ -82,7 +82,7 @@ def create(txn: "lmdb.Transaction", dbs: dict, name: str, dim: int, metric: str,
     info = CollectionInfo(name=name, cid=cid, uuid=uuidlib.uuid4().hex, dim=dim, metric=metric,
                           index=index, created=time.time())
     txn.put(name.encode("utf-8"), info.to_bytes(), db=dbs["catalog"])
-    txn.put(info.prefix, keys.pack_state(0, 0), db=dbs["state"])
+    txn.put(info.prefix, keys.pack_state(0, 0, 0), db=dbs["state"])
     return info
 
 

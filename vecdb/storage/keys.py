@@ -22,7 +22,7 @@ INT_ID_MAX = 2**63 - 1
 
 _U32 = struct.Struct(">I")
 _U64 = struct.Struct(">Q")
-_STATE = struct.Struct("<QQ")  # watermark W, tombstone sequence T
+_STATE = struct.Struct("<QQQ")  # watermark W, tombstone count T, row generation G
 
 
 def cid_prefix(cid: int) -> bytes:
@@ -53,11 +53,12 @@ def id_key(prefix: bytes, ext_id: "int | str") -> bytes:
     return prefix + b"s" + ext_id.encode("utf-8")
 
 
-def pack_state(watermark: int, tomb_seq: int) -> bytes:
-    return _STATE.pack(watermark, tomb_seq)
+def pack_state(watermark: int, tomb_seq: int, generation: int) -> bytes:
+    return _STATE.pack(watermark, tomb_seq, generation)
 
 
-def unpack_state(value: bytes) -> "tuple[int, int]":
+def unpack_state(value: bytes) -> "tuple[int, int, int]":
+    """(watermark W, tombstone count T, generation G) of a collection."""
     return _STATE.unpack(value)
 
 

@@ -233,13 +233,22 @@ class SegmentStore:
         # every segment but the last is mapped whole (cap rows), so coverage is contiguous
         self._viewed_rows = ((len(views) - 1) << self.shift) + len(views[-1])
 
-    def read(self, rows: Sequence[int], n_rows: int) -> np.ndarray:
+    def read(self, rows: "Sequence[int] | np.ndarray", n_rows: int) -> np.ndarray:
         """Copies of the given rows (each < n_rows) as float32 [len(rows), dim]."""
         views = self.views(n_rows)
+        rows = np.asarray(rows, dtype=np.int64)
         out = np.empty((len(rows), self.dim), dtype=np.float32)
-        for i, row in enumerate(rows):
-            out[i] = views[row >> self.shift][row & ((1 << self.shift) - 1)]
+        segment_of = rows >> self.shift
+        for number in np.unique(segment_of):
+            picked = segment_of == number
+            out[picked] = views[number][rows[picked] & ((1 << self.shift) - 1)]
         return out
+
+    def __del__(self) -> None:  # a store dropped by a generation switch closes its files
+        try:
+            self.close()
+        except Exception:  # pragma: no cover - interpreter shutdown
+            pass
 
     def close(self) -> None:
         with self._lock:

@@ -1,0 +1,290 @@
+/*
+ * hnsw_insert.c -- vdb_hnsw_add: inserting rows as graph nodes, in parallel.
+ *
+ * Per node q of level L (drawn from (seed, q), hnsw_random_level): greedy descent from the
+ * entry point down to level L + 1, then for each level lc = min(L, max level) .. 0: a
+ * best-first search with ef_construction from the previous level's results, selection of m
+ * neighbours by the heuristic of Malkov & Yashunin (algorithm 4: a candidate is kept only
+ * if it is closer to q than to every neighbour kept before it; when fewer than m survive,
+ * the closest pruned candidates fill the list, "keepPrunedConnections"), q's own record
+ * written, then a back link q added to each neighbour; a full neighbour record (2m at
+ * level 0, m above) is re-selected by the same heuristic over its links plus q.
+ *
+ * Phases of one call: (1) storage for the new nodes (hnsw_reserve), (2) each new node's
+ * level and upper records, in node order, (3) insertion: the first node of an empty graph
+ * alone, then the rest handed out in node order to n_threads workers. Phases 1-2 are the
+ * only ones that allocate, so a failure leaves a graph that covers a prefix of the rows.
+ *
+ * Invariants:
+ *  1. Publication (hnsw_int.h, invariant 1): q's level and upper pointer are published in
+ *     phase 2, before any worker starts; at each level q's record is written (ids, then the
+ *     count with release) before q's id is stored into any neighbour's record.
+ *  2. q's record at a level is written by merging its selection with any back links that
+ *     concurrent inserts added before (they can reach q through a level above, where q is
+ *     linked already), so no link is lost to a late overwrite.
+ *  3. A worker holds at most one stripe lock at a time: q's while writing q's record, a
+ *     neighbour's while appending to or re-selecting its record; the heuristic reads vectors
+ *     only. The entry point changes under ep_lock, only to a node of a higher level.
+ *  4. Single-threaded insertion with the same seed gives the same graph (levels depend on
+ *     (seed, node) only; ties in every ordering go to the smaller node).
+ */
+#include <stdlib.h>
+
+#include "hnsw_int.h"
+#include "threads_int.h"
+
+#define KEEP_PRUNED_NEW 1    /* fill a new node's short list with pruned candidates */
+#define KEEP_PRUNED_SHRINK 0 /* ... and a re-selected neighbour list (hnswlib: no) */
+
+static inline void cpu_relax(void) {
+#if defined(__x86_64__) || defined(__i386__)
+    __builtin_ia32_pause();
+#endif
+}
+
+static void lock_node(vdb_hnsw *g, uint32_t id) {
+    unsigned char *l = &g->locks[id & (HNSW_N_LOCKS - 1)];
+    while (__atomic_test_and_set(l, __ATOMIC_ACQUIRE))
+        while (__atomic_load_n(l, __ATOMIC_RELAXED)) cpu_relax();
+}
+
+static void unlock_node(vdb_hnsw *g, uint32_t id) {
+    __atomic_clear(&g->locks[id & (HNSW_N_LOCKS - 1)], __ATOMIC_RELEASE);
+}
+
+/* The heuristic over cands[0 .. n) (sorted by distance to the base node, closest first):
+ * writes up to max_out chosen ids to out and returns their count. */
+static size_t select_neighbours(const hnsw_view *v, const hnsw_pair *cands, size_t n,
+                                size_t max_out, int keep_pruned, uint32_t *out) {
+    hnsw_pair pruned[512 + 256];
+    size_t n_out = 0, n_pruned = 0;
+    float d[4];
+    for (size_t i = 0; i < n && n_out < max_out; i++) {
+        const float *e = hnsw_vec(v, cands[i].id);
+        double einv = hnsw_query_inv(v, e);
+        int good = 1;
+        for (size_t j = 0; j < n_out && good; j += 4) {
+            size_t cnt = n_out - j < 4 ? n_out - j : 4;
+            hnsw_dists(v, e, einv, out + j, cnt, d);
+            for (size_t t = 0; t < cnt; t++)
+                if (d[t] < cands[i].d) good = 0;
+        }
+        if (good)
+            out[n_out++] = cands[i].id;
+        else if (n_pruned < max_out)
+            pruned[n_pruned++] = cands[i];
+    }
+    if (keep_pruned)
+        for (size_t i = 0; i < n_pruned && n_out < max_out; i++) out[n_out++] = pruned[i].id;
+    return n_out;
+}
+
+static uint32_t *record(const hnsw_view *v, uint32_t id, unsigned lc) {
+    return lc == 0 ? hnsw_l0(v, id) : hnsw_upper(v, id, lc);
+}
+
+/* Adds a link to q into node n's record at level lc (re-selecting when it is full). */
+static void connect(const hnsw_view *v, uint32_t n, uint32_t q, unsigned lc) {
+    vdb_hnsw *g = (vdb_hnsw *)v->g;
+    size_t cap = lc == 0 ? g->m0 : g->m;
+    uint32_t *rec = record(v, n, lc);
+    if (rec == NULL) return; /* damaged image entry: leave it */
+    lock_node(g, n);
+    uint32_t cnt = LOAD_RLX(&rec[0]);
+    if (cnt > cap) cnt = (uint32_t)cap;
+    for (uint32_t j = 0; j < cnt; j++) {
+        if (LOAD_RLX(&rec[1 + j]) == q) { /* a repeated insertion */
+            unlock_node(g, n);
+            return;
+        }
+    }
+    if (cnt < cap) {
+        STORE_RLX(&rec[1 + cnt], q);
+        STORE_REL(&rec[0], cnt + 1);
+    } else {
+        uint32_t ids[513], sel[513];
+        float d[513];
+        size_t nt = 0;
+        for (uint32_t j = 0; j < cnt; j++) {
+            uint32_t id = LOAD_RLX(&rec[1 + j]);
+            if (id < v->limit && id != n) ids[nt++] = id;
+        }
+        ids[nt++] = q;
+        const float *x = hnsw_vec(v, n);
+        hnsw_dists(v, x, hnsw_query_inv(v, x), ids, nt, d);
+        hnsw_pair pairs[513];
+        for (size_t j = 0; j < nt; j++) pairs[j].d = d[j], pairs[j].id = ids[j];
+        hnsw_sort_pairs(pairs, nt);
+        size_t ns = select_neighbours(v, pairs, nt, cap, KEEP_PRUNED_SHRINK, sel);
+        for (size_t j = 0; j < ns; j++) STORE_RLX(&rec[1 + j], sel[j]);
+        STORE_REL(&rec[0], (uint32_t)ns);
+    }
+    unlock_node(g, n);
+}
+
+/* Writes q's record at level lc: its selection sel[0 .. ns), merged with any back links
+ * that concurrent inserts already added (they can reach q from a level above, where q is
+ * linked already); a union larger than the record is re-selected by the heuristic. */
+static void write_own(const hnsw_view *v, uint32_t q, unsigned lc, uint32_t *rec,
+                      const float *x, double xinv, const uint32_t *sel, size_t ns) {
+    vdb_hnsw *g = (vdb_hnsw *)v->g;
+    size_t cap = lc == 0 ? g->m0 : g->m;
+    lock_node(g, q);
+    uint32_t cnt = LOAD_RLX(&rec[0]);
+    if (cnt > cap) cnt = (uint32_t)cap;
+    uint32_t ids[513 + 256];
+    size_t nt = 0;
+    for (size_t j = 0; j < ns; j++) ids[nt++] = sel[j];
+    for (uint32_t j = 0; j < cnt; j++) {
+        uint32_t id = LOAD_RLX(&rec[1 + j]);
+        int dup = id >= v->limit || id == q;
+        for (size_t t = 0; t < ns && !dup; t++) dup = sel[t] == id;
+        if (!dup) ids[nt++] = id;
+    }
+    if (nt > cap) {
+        float d[513 + 256];
+        hnsw_pair pairs[513 + 256];
+        hnsw_dists(v, x, xinv, ids, nt, d);
+        for (size_t j = 0; j < nt; j++) pairs[j].d = d[j], pairs[j].id = ids[j];
+        hnsw_sort_pairs(pairs, nt);
+        nt = select_neighbours(v, pairs, nt, cap, KEEP_PRUNED_SHRINK, ids);
+    }
+    for (size_t j = 0; j < nt; j++) STORE_RLX(&rec[1 + j], ids[j]);
+    STORE_REL(&rec[0], (uint32_t)nt);
+    unlock_node(g, q);
+}
+
+static int insert(const hnsw_view *v, hnsw_ctx *c, uint32_t q) {
+    vdb_hnsw *g = (vdb_hnsw *)v->g;
+    unsigned level = hnsw_level(v, q);
+    uint64_t entry = LOAD_ACQ(&g->entry);
+    if (entry == HNSW_NO_ENTRY) {
+        pthread_mutex_lock(&g->ep_lock);
+        entry = g->entry;
+        if (entry == HNSW_NO_ENTRY) STORE_REL(&g->entry, (uint64_t)level << 32 | q);
+        pthread_mutex_unlock(&g->ep_lock);
+        if (entry == HNSW_NO_ENTRY) return VDB_OK;
+    }
+    size_t ef = g->ef_construction;
+    if (hnsw_ctx_reserve(c, 2 * ef + g->m0 + 2) != VDB_OK) return VDB_ERR_NOMEM;
+    const float *x = hnsw_vec(v, q);
+    double xinv = hnsw_query_inv(v, x);
+    uint32_t cur = (uint32_t)entry;
+    unsigned top = (unsigned)(entry >> 32);
+    float curd;
+    hnsw_dists(v, x, xinv, &cur, 1, &curd);
+    for (unsigned lc = top; lc > level; lc--) hnsw_greedy(v, x, xinv, lc, &cur, &curd);
+
+    hnsw_pair *eps = c->aux; /* not reallocated below: reserved above */
+    eps[0].d = curd, eps[0].id = cur;
+    size_t n_eps = 1;
+    uint32_t sel[256];
+    for (unsigned lc = level < top ? level : top;; lc--) {
+        size_t nr = hnsw_search_layer(v, c, x, xinv, eps, n_eps, lc, ef, NULL, NULL);
+        if (nr == SIZE_MAX) return VDB_ERR_NOMEM;
+        n_eps = 0;
+        for (size_t i = 0; i < nr; i++)
+            if (c->res[i].id != q) eps[n_eps++] = c->res[i];
+        hnsw_sort_pairs(eps, n_eps);
+        size_t ns = select_neighbours(v, eps, n_eps, g->m, KEEP_PRUNED_NEW, sel);
+        uint32_t *rec = record(v, q, lc);
+        if (rec != NULL) {
+            write_own(v, q, lc, rec, x, xinv, sel, ns);
+            for (size_t j = 0; j < ns; j++) connect(v, sel[j], q, lc);
+        }
+        if (lc == 0 || n_eps == 0) break;
+    }
+    if (level > top) {
+        pthread_mutex_lock(&g->ep_lock);
+        if (level > (unsigned)(g->entry >> 32)) STORE_REL(&g->entry, (uint64_t)level << 32 | q);
+        pthread_mutex_unlock(&g->ep_lock);
+    }
+    return VDB_OK;
+}
+
+typedef struct add_job {
+    hnsw_view view;
+    size_t next, end; /* next: atomic, the next node to claim */
+    int err;          /* atomic: first error */
+} add_job;
+
+static void add_worker(void *arg, size_t task) {
+    (void)task;
+    add_job *job = arg;
+    hnsw_ctx *c = NULL;
+    for (;;) {
+        if (__atomic_load_n(&job->err, __ATOMIC_RELAXED) != VDB_OK) break;
+        size_t id = __atomic_fetch_add(&job->next, 1, __ATOMIC_RELAXED);
+        if (id >= job->end) break;
+        if (c == NULL && (c = hnsw_ctx_get(job->view.g, job->view.limit)) == NULL) {
+            __atomic_store_n(&job->err, VDB_ERR_NOMEM, __ATOMIC_RELAXED);
+            break;
+        }
+        int rc = insert(&job->view, c, (uint32_t)id);
+        if (rc != VDB_OK) __atomic_store_n(&job->err, rc, __ATOMIC_RELAXED);
+    }
+    if (c != NULL) hnsw_ctx_put(job->view.g, c);
+}
+
+/* Phase 2: levels and upper records of nodes [n0, n); returns the end of the prefix done. */
+static size_t prepare_nodes(vdb_hnsw *g, const hnsw_view *v, size_t n0, size_t n, int *rc) {
+    size_t w = HNSW_UP_WORDS(g->m);
+    for (size_t i = n0; i < n; i++) {
+        unsigned level = hnsw_random_level(g, i);
+        size_t slot = i >> HNSW_CHUNK_SHIFT, off = i & HNSW_CHUNK_MASK;
+        if (level > 0) {
+            uint32_t *up = calloc(level * w, sizeof(uint32_t));
+            if (up == NULL) {
+                *rc = VDB_ERR_NOMEM;
+                return i;
+            }
+            hnsw_add_mem(g, level * w * sizeof(uint32_t));
+            STORE_REL(&v->table->upper[slot][off], up);
+        }
+        STORE_REL(&v->table->levels[slot][off], (uint8_t)level);
+    }
+    return n;
+}
+
+int vdb_hnsw_add(vdb_hnsw *g, const vdb_rows *rows, int n_threads) {
+    int rc = hnsw_check_rows(g, rows);
+    if (rc != VDB_OK) return rc;
+    if (n_threads < 0) return VDB_ERR_INVALID;
+    size_t n0 = g->n_nodes, n = rows->n_rows;
+    if (n < n0) return VDB_ERR_INVALID; /* the rows must cover every node */
+    if (n == n0) return VDB_OK;
+    rc = hnsw_reserve(g, n);
+    if (rc != VDB_OK) return rc;
+
+    add_job job = {0};
+    hnsw_view_init(&job.view, g, rows);
+    int prep_rc = VDB_OK;
+    job.end = prepare_nodes(g, &job.view, n0, n, &prep_rc);
+    job.next = n0;
+    if (job.next < job.end && LOAD_ACQ(&g->entry) == HNSW_NO_ENTRY) { /* first node alone */
+        hnsw_ctx *c = hnsw_ctx_get(g, job.view.limit);
+        if (c == NULL) return VDB_ERR_NOMEM;
+        job.err = insert(&job.view, c, (uint32_t)job.next++);
+        hnsw_ctx_put(g, c);
+    }
+    rc = job.err;
+    if (rc == VDB_OK && job.next < job.end) {
+        unsigned threads = vdb_threads_resolve(n_threads);
+        size_t todo = job.end - job.next;
+        if (threads > todo / 16) threads = (unsigned)(todo / 16);
+        if (threads > 1) {
+            rc = vdb_parallel_for(threads, threads, add_worker, &job);
+            if (rc != VDB_OK && rc != VDB_ERR_THREAD) return rc;
+        }
+        add_worker(&job, 0); /* one thread, or what a failed thread start left over */
+        rc = job.err;
+    }
+    /* on a worker error (out of memory for scratch) n_nodes stays: the next add inserts
+     * the same nodes again, which is harmless (records are rewritten, back links are not
+     * duplicated) */
+    if (rc == VDB_OK) {
+        STORE_REL(&g->n_nodes, job.end);
+        return prep_rc;
+    }
+    return rc;
+}

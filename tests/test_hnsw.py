@@ -1,0 +1,350 @@
+"""The C HNSW graph through ``_native.Hnsw``: recall against exact search, determinism,
+allow/deny bitsets, edge cases, segmented rows, the checkpoint image (round trip, in-place
+load, damage detection, fuzzed links), concurrent search during add, every SIMD level."""
+
+from __future__ import annotations
+
+import mmap
+import struct
+import threading
+
+import numpy as np
+import pytest
+
+from conftest import bits_from_mask, clustered_vectors, exact_topk, recall_at_k
+from vecdb import _native
+from vecdb.errors import CorruptionError, FormatVersionError, InvalidArgumentError
+
+SHIFT = 20  # one segment unless a test says otherwise
+
+
+@pytest.fixture(scope="module")
+def data():
+    X, Q = clustered_vectors(10_000, 64, n_queries=100, seed=1)
+    return X, Q
+
+
+def build(X, metric="l2", *, m=16, efc=100, seed=0, n_threads=0, simd=None):
+    g = _native.Hnsw.new(X.shape[1], metric, m=m, ef_construction=efc, seed=seed, simd=simd)
+    g.add((X,), SHIFT, X.shape[0], n_threads=n_threads)
+    return g
+
+
+@pytest.fixture(scope="module")
+def graph_l2(data):
+    return build(data[0])
+
+
+def normalized(a):
+    return np.ascontiguousarray(a / np.linalg.norm(a, axis=1, keepdims=True), dtype=np.float32)
+
+
+@pytest.mark.parametrize("metric", ["l2", "ip", "cosine-as-ip"])
+def test_recall_against_exact(data, graph_l2, metric):
+    X, Q = data
+    if metric == "cosine-as-ip":
+        X, Q, metric = normalized(X), normalized(Q), "ip"
+    g = graph_l2 if metric == "l2" else build(X, metric)
+    truth, tdist = exact_topk(X, Q, 10, metric)
+    rows, dist = g.search((X,), SHIFT, X.shape[0], Q, 10, 64)
+    assert recall_at_k(rows, truth) >= 0.95
+    assert np.all(np.diff(dist, axis=1) >= 0)  # best first
+    hit = rows == truth
+    assert np.allclose(dist[hit], tdist[hit], rtol=1e-4, atol=1e-3)
+
+
+def test_cosine_metric(data):
+    X, Q = data
+    X, Q = X[:3000], Q[:30]
+    g = build(X, "cosine", efc=64)
+    truth, _ = exact_topk(X, Q, 10, "cosine")
+    rows, dist = g.search((X,), SHIFT, X.shape[0], Q, 10, 64)
+    assert recall_at_k(rows, truth) >= 0.95
+    exact = _native.flat_search([X], SHIFT, X.shape[0], Q, 10, "cosine")
+    same = rows == exact[0]
+    assert np.array_equal(dist[same], exact[1][same])  # same kernels, same distances
+
+
+def test_distances_equal_flat_search(data, graph_l2):
+    X, Q = data
+    rows, dist = graph_l2.search((X,), SHIFT, X.shape[0], Q, 10, 100)
+    frows, fdist = _native.flat_search([X], SHIFT, X.shape[0], Q, 10, "l2")
+    same = rows == frows
+    assert same.mean() > 0.9 and np.array_equal(dist[same], fdist[same])
+
+
+def test_single_thread_build_is_deterministic(data):
+    X = data[0][:2000]
+    a, b = build(X, n_threads=1, seed=7), build(X, n_threads=1, seed=7)
+    img_a, img_b = bytearray(a.serialized_size()), bytearray(b.serialized_size())
+    a.serialize_into(img_a)
+    b.serialize_into(img_b)
+    assert img_a == img_b
+    c = build(X, n_threads=1, seed=8)
+    img_c = bytearray(c.serialized_size())
+    c.serialize_into(img_c)
+    assert img_c != img_a
+
+
+def test_parallel_build_recall(data):
+    X, Q = data[0][:5000], data[1]
+    g = build(X, n_threads=2)
+    assert g.n_nodes == 5000
+    truth, _ = exact_topk(X, Q, 10, "l2")
+    assert recall_at_k(g.search((X,), SHIFT, 5000, Q, 10, 64)[0], truth) >= 0.95
+
+
+def test_deny_never_returned(data, graph_l2):
+    X, Q = data
+    n = X.shape[0]
+    mask = np.random.default_rng(3).random(n) < 0.5  # True = denied
+    rows, _ = graph_l2.search((X,), SHIFT, n, Q, 10, 64, deny=bits_from_mask(mask))
+    assert not mask[rows[rows >= 0]].any()
+    truth, _ = exact_topk(X, Q, 10, "l2", mask=~mask)
+    assert recall_at_k(rows, truth) >= 0.9
+
+
+def test_allow_ten_percent(data, graph_l2):
+    X, Q = data
+    n = X.shape[0]
+    allowed = np.random.default_rng(4).random(n) < 0.1
+    deny = np.zeros(n, bool)
+    deny[np.flatnonzero(allowed)[:50]] = True  # tombstones inside the allowed set
+    rows, _ = graph_l2.search((X,), SHIFT, n, Q, 10, 200, allow=bits_from_mask(allowed),
+                              deny=bits_from_mask(deny))
+    valid = rows[rows >= 0]
+    assert allowed[valid].all() and not deny[valid].any()
+    truth, _ = exact_topk(X, Q, 10, "l2", mask=allowed & ~deny)
+    assert recall_at_k(rows, truth) >= 0.9
+
+
+def test_allow_nothing_returns_no_rows(data, graph_l2):
+    X, Q = data
+    rows, dist = graph_l2.search((X,), SHIFT, X.shape[0], Q[:3], 5, 10,
+                                 allow=bits_from_mask(np.zeros(X.shape[0], bool)))
+    assert (rows == -1).all() and np.isinf(dist).all()
+
+
+def test_k_larger_than_n():
+    X, _ = clustered_vectors(30, 8, seed=2)
+    g = build(X, m=4, efc=16)
+    rows, dist = g.search((X,), SHIFT, 30, X[:4], 50, 10)
+    assert rows.shape == (4, 50)
+    for r, d in zip(rows, dist):
+        found = r[r >= 0]
+        # a graph need not reach every node, but nearly all of 30 are reached, each once
+        assert len(found) >= 28 and len(set(found.tolist())) == len(found)
+        assert (r[len(found):] == -1).all() and np.isinf(d[len(found):]).all()
+
+
+def test_empty_graph_and_zero_k():
+    g = _native.Hnsw.new(8, "l2", m=8, ef_construction=16)
+    Q = np.zeros((2, 8), np.float32)
+    rows, dist = g.search((), SHIFT, 0, Q, 3, 10)
+    assert (rows == -1).all() and np.isinf(dist).all()
+    assert g.n_nodes == 0 and g.serialized_size() > 0
+    img = bytearray(g.serialized_size())
+    g.serialize_into(img)
+    assert _native.hnsw_verify(img)
+    h = _native.Hnsw.load(img)
+    assert h.n_nodes == 0
+    X = np.ones((1, 8), np.float32)
+    h.add((X,), SHIFT, 1)
+    assert h.search((X,), SHIFT, 1, Q, 3, 10)[0].tolist() == [[0, -1, -1]] * 2
+    assert g.search((), SHIFT, 0, Q, 0, 10)[0].shape == (2, 0)
+
+
+def test_segments_with_small_shift(data):
+    X, Q = data[0][:3000], data[1][:20]
+    shift = 7  # 128 rows per segment, the last one partial
+    segs = tuple(X[i:i + 128] for i in range(0, 3000, 128))
+    g = _native.Hnsw.new(64, "l2", m=8, ef_construction=64, seed=1)
+    g.add(segs, shift, 1000)
+    g.add(list(segs), shift, 3000)  # a list is fine too (not cached)
+    one = build(X, m=8, efc=64, seed=1)
+    truth, _ = exact_topk(X, Q, 10, "l2")
+    rows, dist = g.search(segs, shift, 3000, Q, 10, 64)
+    assert recall_at_k(rows, truth) >= 0.95
+    assert recall_at_k(one.search((X,), SHIFT, 3000, Q, 10, 64)[0], truth) >= 0.95
+
+
+def test_search_sees_a_prefix_of_rows(data, graph_l2):
+    X, Q = data
+    rows, _ = graph_l2.search((X,), SHIFT, 2000, Q, 10, 64)  # fewer rows than nodes
+    assert ((rows >= 0) & (rows < 2000)).all()
+
+
+def serialized(g):
+    img = bytearray(g.serialized_size())
+    g.serialize_into(img)
+    return img
+
+
+def test_image_round_trip_bytearray_then_add(data):
+    X, Q = data
+    g = build(X[:4000], n_threads=1)
+    img = serialized(g)
+    assert _native.hnsw_verify(img)
+    info = _native.hnsw_image_info(img)
+    assert info == {"dim": 64, "metric": "l2", "m": 16, "ef_construction": 100, "seed": 0,
+                    "n_nodes": 4000}
+    h = _native.Hnsw.load(img)
+    assert (h.n_nodes, h.dim, h.metric, h.m, h.ef_construction) == (4000, 64, "l2", 16, 100)
+    a = g.search((X,), SHIFT, 4000, Q, 10, 50)
+    b = h.search((X,), SHIFT, 4000, Q, 10, 50)
+    assert np.array_equal(a[0], b[0]) and np.array_equal(a[1], b[1])
+    h.add((X,), SHIFT, 10_000)  # grows past the image (a partial chunk becomes private)
+    assert h.n_nodes == 10_000
+    truth, _ = exact_topk(X, Q, 10, "l2")
+    assert recall_at_k(h.search((X,), SHIFT, 10_000, Q, 10, 64)[0], truth) >= 0.95
+    again = serialized(h)
+    assert _native.hnsw_verify(again) and _native.hnsw_image_info(again)["n_nodes"] == 10_000
+    h.close()
+    h.close()  # idempotent
+    with pytest.raises(InvalidArgumentError, match="closed"):
+        h.search((X,), SHIFT, 10, Q, 1, 1)
+
+
+def test_image_in_copy_on_write_mmap(tmp_path, data):
+    X, Q = data
+    g = build(X[:5000], n_threads=1)
+    path = tmp_path / "g.hnsw"
+    path.write_bytes(serialized(g))
+    before = path.read_bytes()
+    with open(path, "rb") as f:
+        mm = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_COPY)
+    h = _native.Hnsw.load(mm)
+    a = g.search((X,), SHIFT, 5000, Q, 10, 40)
+    b = h.search((X,), SHIFT, 5000, Q, 10, 40)
+    assert np.array_equal(a[0], b[0])
+    h.add((X,), SHIFT, 10_000, n_threads=2)  # writes links into the private mapping
+    truth, _ = exact_topk(X, Q, 10, "l2")
+    assert recall_at_k(h.search((X,), SHIFT, 10_000, Q, 10, 64)[0], truth) >= 0.95
+    h.close()
+    mm.close()  # close released the buffer
+    assert path.read_bytes() == before  # the file never changes
+
+
+def test_damaged_body_fails_verify_and_searches_survive(data):
+    X, Q = data
+    n = 3000
+    g = build(X[:n], m=8, efc=40, n_threads=1)
+    img = serialized(g)
+    header = 160
+    rng = np.random.default_rng(5)
+    pristine = bytes(img)
+    flipped = bytearray(pristine)
+    flipped[header + 100] ^= 0x10
+    assert not _native.hnsw_verify(flipped)
+    end = len(img)
+    for trial in range(300):
+        img[:] = pristine
+        for _ in range(int(rng.integers(1, 40))):
+            at = int(rng.integers(header, end))
+            img[at] = int(rng.integers(0, 256))
+        h = _native.Hnsw.load(img)  # the header is intact: loads
+        rows, _ = h.search((X,), SHIFT, n, Q[:2], 5, 20)
+        assert ((rows >= -1) & (rows < n)).all()
+        if trial % 50 == 0:
+            h.add((X,), SHIFT, n + 50)  # inserting over damaged links must not crash
+            rows, _ = h.search((X,), SHIFT, n + 50, Q[:2], 5, 20)
+            assert ((rows >= -1) & (rows < n + 50)).all()
+        h.close()
+
+
+def test_damaged_header_truncated_and_newer_version(data):
+    X = data[0][:500]
+    img = serialized(build(X, m=8, efc=32))
+    for at in list(range(0, 160, 7)):
+        bad = bytearray(img)
+        bad[at] ^= 0x01
+        if at in range(8, 12):  # the version field: raised to 2, 3 ... or lowered to 0
+            version = struct.unpack_from("<I", bad, 8)[0]
+            exc = FormatVersionError if version > 1 else CorruptionError
+        else:
+            exc = CorruptionError
+        with pytest.raises(exc):
+            _native.Hnsw.load(bad)
+        with pytest.raises(exc):
+            _native.hnsw_image_info(bad)
+    for size in (0, 10, 159, 160, len(img) - 1):
+        with pytest.raises(CorruptionError):
+            _native.Hnsw.load(bytearray(img[:size]))
+    newer = bytearray(img)
+    struct.pack_into("<I", newer, 8, 2)
+    with pytest.raises(FormatVersionError):
+        _native.Hnsw.load(newer)
+    with pytest.raises(FormatVersionError):
+        _native.hnsw_verify(newer)
+    assert not _native.hnsw_verify(img[:-8])
+    with pytest.raises(InvalidArgumentError):
+        _native.Hnsw.load(bytes(img))  # read-only buffer
+    assert _native.hnsw_verify(bytes(img))  # verify reads any buffer
+
+
+def test_search_during_add_from_threads(data):
+    X, Q = data
+    n0, n = 2000, 10_000
+    g = build(X[:n0], m=8, efc=40)
+    deny_mask = np.zeros(n, bool)
+    deny_mask[::7] = True
+    deny = bits_from_mask(deny_mask)
+    stop = threading.Event()
+    errors = []
+
+    def searcher(seed):
+        rng = np.random.default_rng(seed)
+        try:
+            while not stop.is_set():
+                visible = int(rng.integers(n0, n + 1))
+                rows, _ = g.search((X,), SHIFT, visible, Q[rng.integers(0, 100, 4)], 10, 32,
+                                   deny=deny, n_threads=1)
+                found = rows[rows >= 0]
+                assert (found < visible).all() and not deny_mask[found].any()
+        except Exception as e:  # pragma: no cover - reported below
+            errors.append(e)
+
+    threads = [threading.Thread(target=searcher, args=(s,)) for s in range(4)]
+    for t in threads:
+        t.start()
+    try:
+        for end in range(n0 + 1000, n + 1, 1000):
+            g.add((X,), SHIFT, end, n_threads=2)
+    finally:
+        stop.set()
+        for t in threads:
+            t.join()
+    assert not errors, errors[0]
+    assert g.n_nodes == n
+
+
+@pytest.mark.parametrize("simd", _native.simd_supported())
+def test_every_simd_level(data, simd):
+    X, Q = data[0][:2000], data[1][:30]
+    g = build(X, m=8, efc=48, simd=simd)
+    truth, _ = exact_topk(X, Q, 10, "l2")
+    rows, dist = g.search((X,), SHIFT, 2000, Q, 10, 64)
+    assert recall_at_k(rows, truth) >= 0.95
+    h = _native.Hnsw.load(serialized(g), simd=simd)
+    assert np.array_equal(h.search((X,), SHIFT, 2000, Q, 10, 64)[0], rows)
+
+
+def test_argument_errors(data):
+    X, Q = data
+    with pytest.raises(InvalidArgumentError):
+        _native.Hnsw.new(8, "hamming", m=8, ef_construction=10)
+    with pytest.raises(InvalidArgumentError):
+        _native.Hnsw.new(8, "l2", m=1, ef_construction=10)
+    with pytest.raises(InvalidArgumentError):
+        _native.Hnsw.new(0, "l2", m=8, ef_construction=10)
+    g = _native.Hnsw.new(64, "l2", m=8, ef_construction=10)
+    g.add((X,), SHIFT, 100)
+    with pytest.raises(InvalidArgumentError):
+        g.add((X,), SHIFT, 50)  # fewer rows than nodes
+    with pytest.raises(InvalidArgumentError):
+        g.search((X,), SHIFT, 100, Q[:, :32].copy(), 1, 1)
+    with pytest.raises(InvalidArgumentError):
+        g.search((X[:50],), SHIFT, 100, Q, 1, 1)  # a segment shorter than its visible rows
+    with pytest.raises(InvalidArgumentError):
+        g.serialize_into(bytearray(g.serialized_size() + 8))
+    assert g.memory_bytes > 0

@@ -1,0 +1,252 @@
+"""HNSW index of one collection: the C graph, its checkpoint file, replay and rebuild.
+
+The graph's node i is row i of the collection's segments, so the graph covers a prefix of the
+rows [0, nodes). The checkpoint ``hnsw.graph`` is the image written by the C core
+(csrc/hnsw_image.c documents its layout: magic, format version, params, node count = the
+graph's row watermark, header and body checksums).
+
+Invariants:
+ 1. The checkpoint is replaced atomically (temp file, fsync, rename, fsync of the folder); a
+    crash leaves the old or the new one, never a torn one.
+ 2. Opening maps the checkpoint copy-on-write (nothing is read in) and replays only the rows
+    past its node count. The body checksum is verified by a background thread on a separate
+    read-only mapping of the same file; a failed check makes the next use rebuild the graph.
+ 3. A checkpoint that is missing, fails its checks, or disagrees with the collection (dim,
+    metric, m, more nodes than committed rows) is rebuilt from the segments with a
+    RuntimeWarning — never silently used.
+ 4. One lock serializes every change of the graph (adds, rebuild, checkpoint); searches do
+    not take it (the C graph allows searches concurrent with one add). A replaced graph is
+    never freed explicitly: searches hold references, and ffi.gc frees it after the last.
+"""
+
+from __future__ import annotations
+
+import mmap
+import os
+import threading
+import warnings
+from typing import Any, Callable, Dict, Optional, Sequence, Tuple
+
+import numpy as np
+
+from .. import _native
+from ..config import HNSW
+from ..errors import VecDBError
+
+GRAPH_FILE = "hnsw.graph"
+# Rows past the checkpoint that trigger a new one: bounds the replay work of an open after a
+# crash to about a tenth of the graph (and at least this many rows).
+CHECKPOINT_MIN_TAIL = 20_000
+CHECKPOINT_TAIL_SHARE = 0.125
+
+Views = Callable[[int], Sequence[np.ndarray]]
+
+
+class HnswIndex:
+    """The graph index of one collection (see the module docstring)."""
+
+    def __init__(self, directory: str, dim: int, kernel_metric: str, config: HNSW,
+                 shift: int, writable: bool, label: str, fsync: bool = True) -> None:
+        self.path = os.path.join(directory, GRAPH_FILE)
+        self.directory = directory
+        self.dim = dim
+        self.kernel_metric = kernel_metric
+        self.config = config
+        self.shift = shift
+        self.writable = writable
+        self.fsync = fsync  # False under durability="off": a lost checkpoint is rebuilt
+        self.label = label
+        self._lock = threading.RLock()
+        self._graph: Optional[_native.Hnsw] = None
+        self._saved_nodes = 0          # node count of the checkpoint on disk
+        self._damage: Optional[str] = None  # set by the verifier: rebuild before next use
+        self._verifier: Optional[threading.Thread] = None
+        self.rebuilds = 0
+
+    # -- open / rebuild ----------------------------------------------------------------------
+
+    def open(self, views: Views, n_rows: int) -> None:
+        """Loads the checkpoint (or rebuilds) and replays rows up to n_rows."""
+        with self._lock:
+            reason = self._load(n_rows)
+            if reason == "missing" and not self.writable:
+                self.build(views, n_rows)  # the writer has not checkpointed yet: not damage
+            elif reason:
+                self._rebuild(views, n_rows, reason)
+            else:
+                self._extend(views, n_rows)
+
+    def _load(self, n_rows: int) -> Optional[str]:
+        """Maps the checkpoint; returns why it cannot be used (None when loaded)."""
+        try:
+            fd = os.open(self.path, os.O_RDONLY | os.O_CLOEXEC)
+        except FileNotFoundError:
+            return None if n_rows == 0 else "missing"
+        try:
+            size = os.fstat(fd).st_size
+            if size == 0:
+                return "empty file"
+            buf = mmap.mmap(fd, size, access=mmap.ACCESS_COPY)
+        finally:
+            os.close(fd)
+        try:
+            info = _native.hnsw_image_info(buf)
+            expect = (self.dim, self.kernel_metric, self.config.m)
+            found = (info["dim"], info["metric"], info["m"])
+            if found != expect:
+                return f"it was built for (dim, metric, m) = {found}, not {expect}"
+            if info["n_nodes"] > n_rows:
+                return f"it holds {info['n_nodes']} nodes but only {n_rows} rows are committed"
+            graph = _native.Hnsw.load(buf)
+        except VecDBError as e:  # CorruptionError, FormatVersionError
+            return str(e)
+        self._graph = graph
+        self._saved_nodes = graph.n_nodes
+        self._start_verifier()
+        return None
+
+    def _start_verifier(self) -> None:
+        def verify() -> None:
+            try:
+                with open(self.path, "rb") as f:
+                    with mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as image:
+                        ok = _native.hnsw_verify(image)
+            except (OSError, ValueError):  # replaced or removed meanwhile: nothing to check
+                ok = True
+            if not ok:
+                self._damage = "its body checksum does not match"
+
+        self._verifier = threading.Thread(target=verify, name=f"vecdb-verify-{self.label}",
+                                          daemon=True)
+        self._verifier.start()
+
+    def wait_verified(self, timeout: Optional[float] = None) -> bool:
+        """Waits for the background checksum of the loaded checkpoint; True if it passed."""
+        if self._verifier is not None:
+            self._verifier.join(timeout)
+        return self._damage is None
+
+    def _rebuild(self, views: Views, n_rows: int, reason: str) -> None:
+        if n_rows:
+            warnings.warn(f"vecdb: the graph checkpoint {self.path!r} of {self.label} cannot be "
+                          f"used ({reason}); rebuilding it from the {n_rows} stored vectors",
+                          RuntimeWarning, stacklevel=4)
+        self.rebuilds += 1
+        self.build(views, n_rows)
+
+    def build(self, views: Views, n_rows: int) -> None:
+        """A new graph over rows [0, n_rows) (parallel), checkpointed when writable."""
+        with self._lock:
+            # the old graph is only dropped, not freed: searches still running hold a
+            # reference, and the C graph is freed (ffi.gc) when the last of them returns
+            self._graph = _native.Hnsw.new(self.dim, self.kernel_metric, m=self.config.m,
+                                           ef_construction=self.config.ef_construction)
+            self._saved_nodes = -1  # whatever is on disk is stale
+            self._damage = None
+            self._extend(views, n_rows)
+            if self.writable and n_rows:
+                self._write_checkpoint()
+
+    def _check_damage(self, views: Views, n_rows: int) -> None:
+        if self._damage is not None:
+            with self._lock:
+                if self._damage is not None:
+                    self._rebuild(views, n_rows, self._damage)
+
+    # -- adds --------------------------------------------------------------------------------
+
+    def extend(self, views: Views, n_rows: int) -> None:
+        """Inserts rows [nodes, n_rows) (synchronously: searches see them on return)."""
+        self._check_damage(views, n_rows)
+        if self._graph is not None and self._graph.n_nodes >= n_rows:
+            return
+        with self._lock:
+            self._extend(views, n_rows)
+            if self.writable and self._tail_is_large():
+                self._write_checkpoint()
+
+    def _extend(self, views: Views, n_rows: int) -> None:
+        if self._graph is None:
+            self._graph = _native.Hnsw.new(self.dim, self.kernel_metric, m=self.config.m,
+                                           ef_construction=self.config.ef_construction)
+        if self._graph.n_nodes < n_rows:
+            self._graph.add(views(n_rows), self.shift, n_rows)
+
+    def _tail_is_large(self) -> bool:
+        nodes = self._graph.n_nodes if self._graph else 0
+        tail = nodes - max(self._saved_nodes, 0)
+        return tail >= max(CHECKPOINT_MIN_TAIL, CHECKPOINT_TAIL_SHARE * nodes)
+
+    # -- search ------------------------------------------------------------------------------
+
+    @property
+    def nodes(self) -> int:
+        return self._graph.n_nodes if self._graph else 0
+
+    def search(self, views: Views, n_rows: int, queries: np.ndarray, k: int, *,
+               ef: int, deny: Optional[np.ndarray], n_threads: int = 0,
+               allow: Optional[np.ndarray] = None) -> Tuple[np.ndarray, np.ndarray]:
+        """(rows int64 [nq, k], kernel distances float32 [nq, k]) over rows [0, n_rows)."""
+        self._check_damage(views, n_rows)
+        graph = self._graph
+        if graph is None or graph.n_nodes < n_rows:
+            self.extend(views, n_rows)
+            graph = self._graph
+        return graph.search(views(n_rows), self.shift, n_rows, queries, k, ef,
+                            allow=allow, deny=deny, n_threads=n_threads)
+
+    # -- checkpoints -------------------------------------------------------------------------
+
+    def checkpoint(self) -> bool:
+        """Writes the checkpoint if the graph changed since the last one; True if written."""
+        with self._lock:
+            if not self.writable or self._graph is None or self._graph.n_nodes == self._saved_nodes:
+                return False
+            self._write_checkpoint()
+            return True
+
+    def _write_checkpoint(self) -> None:
+        graph = self._graph
+        size = graph.serialized_size()
+        os.makedirs(self.directory, exist_ok=True)
+        tmp = self.path + ".tmp"
+        fd = os.open(tmp, os.O_RDWR | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o644)
+        try:
+            os.ftruncate(fd, size)
+            with mmap.mmap(fd, size, access=mmap.ACCESS_WRITE) as out:
+                graph.serialize_into(out)
+            if self.fsync:
+                os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.rename(tmp, self.path)
+        if self.fsync:
+            dfd = os.open(self.directory, os.O_RDONLY | os.O_DIRECTORY)
+            try:
+                os.fsync(dfd)
+            finally:
+                os.close(dfd)
+        self._saved_nodes = graph.n_nodes
+
+    # -- lifecycle ---------------------------------------------------------------------------
+
+    def stats(self) -> Dict[str, Any]:
+        graph = self._graph
+        return {"type": "hnsw", "m": self.config.m, "ef_construction": self.config.ef_construction,
+                "ef_search": self.config.ef_search, "nodes": graph.n_nodes if graph else 0,
+                "checkpoint_nodes": max(self._saved_nodes, 0),
+                "graph_bytes": graph.memory_bytes if graph else 0, "rebuilds": self.rebuilds}
+
+    def close(self) -> None:
+        """Drops the graph (freed once no running search holds it)."""
+        with self._lock:
+            self._graph = None
+
+
+def remove_checkpoint(directory: str) -> None:
+    """Deletes the checkpoint of a collection folder (used when rows are renumbered)."""
+    try:
+        os.remove(os.path.join(directory, GRAPH_FILE))
+    except FileNotFoundError:
+        pass
+

@@ -1,0 +1,128 @@
+"""RowSet: the rows of one generation of a collection, in memory and in its folder.
+
+A collection's rows are numbered 0, 1, 2, ... in insertion order; ``vacuum()`` renumbers the
+live ones into a new *generation* with its own folder (``collections/<uuid>`` for generation
+0, ``collections/<uuid>.v<g>`` after). A RowSet holds, for one generation:
+  - the vector segments (storage/segments.py) of its folder;
+  - the committed watermark W and tombstone count T it has taken in, and the tombstone
+    bitset (bit r set: row r is deleted or replaced);
+  - the graph index (index/hnsw.py) when the collection uses HNSW, and the flat index.
+
+Invariants:
+ 1. W and the bitset only grow within a generation; ``snapshot()`` returns a consistent pair
+    (the bitset array is replaced, never shrunk, when it grows).
+ 2. The graph covers a prefix of [0, W); a search extends it first when it lags (read-only
+    handles that took in rows written by another process).
+ 3. A RowSet is immutable in its generation number: a new generation is a new RowSet,
+    swapped in whole by the collection, so a query holding the old one stays consistent.
+"""
+
+from __future__ import annotations
+
+import glob
+import os
+import shutil
+import threading
+from typing import Any, Dict, Optional, Sequence, Tuple
+
+import numpy as np
+
+from .config import HNSW, IndexConfig
+from .index.flat import FlatIndex
+from .index.hnsw import HnswIndex
+from .storage.catalog import CollectionInfo
+from .storage.segments import SegmentStore
+
+
+def generation_dir(base: str, gen: int) -> str:
+    """The folder of generation gen of the collection whose generation-0 folder is base."""
+    return base if gen == 0 else f"{base}.v{gen}"
+
+
+def remove_generation_dirs(base: str, keep: Optional[int] = None) -> None:
+    """Deletes the folders of every generation of a collection but keep (None: all)."""
+    for path in [base] + glob.glob(glob.escape(base) + ".v*"):
+        suffix = path[len(base):]
+        gen = 0 if not suffix else int(suffix[2:]) if suffix[2:].isdigit() else None
+        if gen is not None and gen != keep and os.path.isdir(path):
+            shutil.rmtree(path, ignore_errors=True)
+
+
+class RowSet:
+    """Segments, tombstones and indexes of one collection generation (see module docstring)."""
+
+    def __init__(self, base_dir: str, info: CollectionInfo, config: IndexConfig, gen: int,
+                 writable: bool, fsync: bool = True) -> None:
+        self.gen = gen
+        self.directory = generation_dir(base_dir, gen)
+        self.dim = info.dim
+        self.store = SegmentStore(self.directory, info.dim, bytes.fromhex(info.uuid), writable)
+        kernel_metric = "l2" if info.metric == "l2" else "ip"
+        self.flat = FlatIndex(kernel_metric)
+        self.graph: Optional[HnswIndex] = None
+        if isinstance(config, HNSW):
+            self.graph = HnswIndex(self.directory, info.dim, kernel_metric, config,
+                                   self.store.shift, writable, label=f"collection {info.name!r}",
+                                   fsync=fsync)
+        self._lock = threading.Lock()
+        self.watermark = 0
+        self.tomb_seq = 0
+        self._deny = np.zeros(1, dtype=np.uint64)
+
+    def apply(self, watermark: int, tomb_seq: int, tomb_rows: Sequence[int]) -> None:
+        """Takes in committed rows up to watermark and the given new tombstones."""
+        self.store.views(watermark)  # maps the new rows (and checks the files hold them)
+        with self._lock:
+            words = (watermark + 63) // 64
+            if words > len(self._deny):
+                grown = np.zeros(max(words, 2 * len(self._deny)), dtype=np.uint64)
+                grown[: len(self._deny)] = self._deny
+                self._deny = grown
+            if len(tomb_rows):
+                rows = np.asarray(tomb_rows, dtype=np.uint64)
+                np.bitwise_or.at(self._deny, (rows >> np.uint64(6)).astype(np.intp),
+                                 np.left_shift(np.uint64(1), rows & np.uint64(63)))
+            self.watermark = watermark
+            self.tomb_seq = tomb_seq
+
+    def open_graph(self) -> None:
+        if self.graph is not None:
+            self.graph.open(self.store.views, self.watermark)
+
+    def extend_graph(self) -> None:
+        if self.graph is not None:
+            self.graph.extend(self.store.views, self.watermark)
+
+    @property
+    def live(self) -> int:
+        return self.watermark - self.tomb_seq
+
+    def snapshot(self) -> Tuple[int, int, Optional[np.ndarray]]:
+        """(W, live rows, tombstone bitset or None when nothing is deleted) as of now."""
+        with self._lock:
+            return self.watermark, self.watermark - self.tomb_seq, (
+                self._deny if self.tomb_seq else None)
+
+    def live_rows(self) -> np.ndarray:
+        """The rows of [0, W) that are not tombstoned, ascending (int64)."""
+        watermark, _, deny = self.snapshot()
+        rows = np.arange(watermark, dtype=np.int64)
+        if deny is None:
+            return rows
+        bits = np.unpackbits(deny.view(np.uint8), bitorder="little")[:watermark].astype(bool)
+        return rows[~bits]
+
+    def stats(self) -> Dict[str, Any]:
+        watermark, live, _ = self.snapshot()
+        index = self.graph.stats() if self.graph is not None else {"type": "flat"}
+        return {"rows": watermark, "live": live, "tombstones": watermark - live,
+                "generation": self.gen, "vector_bytes": watermark * self.dim * 4,
+                "segments": len(self.store.views(watermark)) if watermark else 0,
+                "index": index}
+
+    def close(self, checkpoint: bool) -> None:
+        if self.graph is not None:
+            if checkpoint:
+                self.graph.checkpoint()
+            self.graph.close()
+        self.store.close()

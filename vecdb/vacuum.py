@@ -1,0 +1,67 @@
+"""vacuum(): compact a collection's rows into a new generation, dropping tombstoned rows.
+
+Steps, all under the database's write lock:
+  1. copy the live rows, in order, into the segments of a fresh generation folder and fsync;
+  2. build the graph over them (parallel) and write its checkpoint there;
+  3. one LMDB transaction renumbers every live id and record to its new row, clears the
+     tombstone log and stores (W = live, T = 0, G + 1) — the commit point;
+  4. swap the collection's RowSet and delete the old generation's folder.
+A crash before 3 leaves an unused folder (deleted at the next writable open); after 3, the old
+folder (same). Readers holding the old RowSet notice the new generation in their next LMDB
+transaction and search again (collection.py, invariant 4).
+"""
+
+from __future__ import annotations
+
+import time
+from typing import TYPE_CHECKING, Any, Dict
+
+from .storage import keys, records
+from .rowset import RowSet, generation_dir, remove_generation_dirs
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .collection import Collection
+
+COPY_CHUNK_ROWS = 1 << 16
+
+
+def vacuum(col: "Collection") -> Dict[str, Any]:
+    """Runs the steps of the module docstring; returns what it did."""
+    t0 = time.perf_counter()
+    with col._writing():
+        old = col._rows
+        live = old.live_rows()
+        base = col._base_dir
+        gen = old.gen + 1
+        remove_generation_dirs(base, keep=old.gen)  # leftovers of an interrupted vacuum
+        new = RowSet(base, col._info, col._config, gen, writable=True)  # always fsynced
+        for start in range(0, len(live), COPY_CHUNK_ROWS):
+            chunk = live[start:start + COPY_CHUNK_ROWS]
+            new.store.append(start, old.store.read(chunk, old.watermark))
+        new.store.sync()
+        new.apply(len(live), 0, [])
+        if new.graph is not None:
+            new.graph.build(new.store.views, len(live))
+        env, dbs, prefix = col._db._env, col._db._env.dbs, col._prefix
+
+        def transaction(txn: Any) -> None:
+            for new_row, old_row in enumerate(live.tolist()):
+                old_key = keys.row_key(prefix, old_row)
+                record = txn.get(old_key, db=dbs["rows"])
+                txn.delete(old_key, db=dbs["rows"])
+                txn.put(keys.row_key(prefix, new_row), record, db=dbs["rows"])
+                ext_id = records.decode(record)[0]
+                txn.put(keys.id_key(prefix, ext_id), keys.pack_u64(new_row), db=dbs["ids"])
+            with txn.cursor(db=dbs["tombs"]) as cur:
+                if cur.set_range(prefix):
+                    while cur.key().startswith(prefix) and cur.delete():
+                        pass
+            txn.put(prefix, keys.pack_state(len(live), 0, gen), db=dbs["state"])
+
+        env.write(transaction, sync=True)
+        col._rows = new  # the old RowSet is dropped, not closed: running reads may hold it
+        remove_generation_dirs(base, keep=gen)
+    return {"rows_before": old.watermark, "rows_after": len(live),
+            "removed": int(old.watermark - len(live)), "generation": gen,
+            "directory": generation_dir(base, gen), "seconds": time.perf_counter() - t0}
+
