@@ -413,40 +413,31 @@ class Collection:
         """Turns C result rows into Results, reading records in one LMDB snapshot; None if the
         generation changed since the search (the caller searches again)."""
         env = self._db._env
-        hits_per_query: List[List[Tuple[int, float, Any, Any, Any]]] = []
+        rows_db, prefix = env.dbs["rows"], self._prefix
+        want_meta, want_doc = "metadata" in fields, "document" in fields
+        # public distance: cosine runs as -dot on unit vectors; the score is always -kernel
+        public = (dists + 1.0) if self.metric == "cosine" else dists
+        out: List[Tuple[List[Hit], List[int]]] = []
         with env.read() as txn:
             if not self._check_generation(txn, rows):
                 return None
-            for qrows, qdists in zip(found.tolist(), dists.tolist()):
-                hits = []
-                for row, dist in zip(qrows, qdists):
+            for qrows, qdists, qpublic in zip(found.tolist(), dists.tolist(), public.tolist()):
+                hits, hit_rows = [], []
+                for row, dist, pub in zip(qrows, qdists, qpublic):
                     if row < 0:
                         break
-                    value = txn.get(keys.row_key(self._prefix, row), db=env.dbs["rows"])
+                    value = txn.get(prefix + keys.pack_u64(row), db=rows_db)
                     if value is None:  # deleted by a concurrent writer since the search
                         continue
-                    hits.append((row, dist) + records.decode(value))
-                hits_per_query.append(hits)
-        out = []
-        for hits in hits_per_query:
-            vecs = _read_vectors(rows, [h[0] for h in hits]) if "vector" in fields else None
-            out.append(Results([
-                Hit(id=ext_id, distance=self._distance(d), score=-d,
-                    metadata=(meta or {}) if "metadata" in fields else None,
-                    document=doc if "document" in fields else None,
-                    vector=None if vecs is None else vecs[j])
-                for j, (_, d, ext_id, meta, doc) in enumerate(hits)
-            ]))
-        return out
-
-    def _distance(self, kernel_distance: float) -> float:
-        """Public distance from the kernel's: cosine runs as -dot on unit vectors.
-
-        The score is always -kernel distance: -squared L2, the dot, or the cosine similarity.
-        """
-        return 1.0 + kernel_distance if self.metric == "cosine" else kernel_distance
-
-    # -- lifecycle (called by Database) ------------------------------------------------------
+                    ext_id, meta, doc = records.decode(value)
+                    hits.append(Hit(ext_id, pub, -dist, (meta or {}) if want_meta else None,
+                                    doc if want_doc else None))
+                    hit_rows.append(row)
+                out.append((hits, hit_rows))
+        if "vector" in fields:
+            out = [([h._replace(vector=v) for h, v in zip(hits, _read_vectors(rows, hit_rows))],
+                    hit_rows) for hits, hit_rows in out]
+        return [Results(hits) for hits, _ in out]
 
     def vacuum(self) -> Dict[str, Any]:
         """Rewrites the collection without its deleted and replaced rows: gives their space

@@ -8,17 +8,18 @@
 from __future__ import annotations
 
 import html
-from dataclasses import dataclass
-from typing import Any, Iterator, List, Optional, Sequence, Union, overload
+from typing import Any, Iterator, List, NamedTuple, Optional, Sequence, Union, overload
 
 import numpy as np
 
 from .types import Id, Metadata
 
 
-@dataclass(frozen=True)
-class Hit:
-    """One nearest neighbour: ``distance`` (smaller is closer) and ``score`` (larger is closer)."""
+class Hit(NamedTuple):
+    """One nearest neighbour: ``distance`` (smaller is closer) and ``score`` (larger is closer).
+
+    An immutable named tuple (cheap to build: a query makes k of them).
+    """
 
     id: Id
     distance: float
@@ -28,8 +29,7 @@ class Hit:
     vector: Optional[np.ndarray] = None
 
 
-@dataclass(frozen=True)
-class Record:
+class Record(NamedTuple):
     """A stored item as returned by ``Collection.get``."""
 
     id: Id

@@ -204,8 +204,21 @@ def documents(value: Any, n: int) -> List[Optional[str]]:
     return items
 
 
+_FAST_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
+
+
 def queries(value: Any, dim: int, *, normalize: bool) -> Tuple[np.ndarray, bool]:
     """(float32 [nq, dim], was_1d) for a query vector or a batch of them."""
+    if type(value) is np.ndarray and value.shape == (dim,) and value.dtype in _FAST_DTYPES:
+        q = value.astype(np.float32).reshape(1, dim)  # fast path: one float vector (a copy)
+        if not math.isfinite(float(q.sum())) and not np.isfinite(q).all():  # finite sum: all are
+            raise InvalidVectorError("query[0]: contains NaN or infinity")
+        if normalize:
+            norm = math.sqrt(float(np.dot(q[0], q[0])))
+            if not norm > 0:
+                raise InvalidVectorError("query[0]: zero vector has no direction under cosine")
+            q *= 1.0 / norm
+        return q, True
     try:
         arr = np.asarray(value)
     except (ValueError, TypeError) as e:

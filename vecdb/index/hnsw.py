@@ -58,6 +58,7 @@ class HnswIndex:
         self.label = label
         self._lock = threading.RLock()
         self._graph: Optional[_native.Hnsw] = None
+        self._nodes = 0                # node count of _graph (kept here: a C call costs µs)
         self._saved_nodes = 0          # node count of the checkpoint on disk
         self._damage: Optional[str] = None  # set by the verifier: rebuild before next use
         self._verifier: Optional[threading.Thread] = None
@@ -101,7 +102,7 @@ class HnswIndex:
         except VecDBError as e:  # CorruptionError, FormatVersionError
             return str(e)
         self._graph = graph
-        self._saved_nodes = graph.n_nodes
+        self._nodes = self._saved_nodes = graph.n_nodes
         self._start_verifier()
         return None
 
@@ -141,6 +142,7 @@ class HnswIndex:
             # reference, and the C graph is freed (ffi.gc) when the last of them returns
             self._graph = _native.Hnsw.new(self.dim, self.kernel_metric, m=self.config.m,
                                            ef_construction=self.config.ef_construction)
+            self._nodes = 0
             self._saved_nodes = -1  # whatever is on disk is stale
             self._damage = None
             self._extend(views, n_rows)
@@ -158,7 +160,7 @@ class HnswIndex:
     def extend(self, views: Views, n_rows: int) -> None:
         """Inserts rows [nodes, n_rows) (synchronously: searches see them on return)."""
         self._check_damage(views, n_rows)
-        if self._graph is not None and self._graph.n_nodes >= n_rows:
+        if self._graph is not None and self._nodes >= n_rows:
             return
         with self._lock:
             self._extend(views, n_rows)
@@ -171,6 +173,7 @@ class HnswIndex:
                                            ef_construction=self.config.ef_construction)
         if self._graph.n_nodes < n_rows:
             self._graph.add(views(n_rows), self.shift, n_rows)
+        self._nodes = self._graph.n_nodes
 
     def _tail_is_large(self) -> bool:
         nodes = self._graph.n_nodes if self._graph else 0
@@ -179,17 +182,14 @@ class HnswIndex:
 
     # -- search ------------------------------------------------------------------------------
 
-    @property
-    def nodes(self) -> int:
-        return self._graph.n_nodes if self._graph else 0
-
     def search(self, views: Views, n_rows: int, queries: np.ndarray, k: int, *,
                ef: int, deny: Optional[np.ndarray], n_threads: int = 0,
                allow: Optional[np.ndarray] = None) -> Tuple[np.ndarray, np.ndarray]:
         """(rows int64 [nq, k], kernel distances float32 [nq, k]) over rows [0, n_rows)."""
-        self._check_damage(views, n_rows)
+        if self._damage is not None:
+            self._check_damage(views, n_rows)
         graph = self._graph
-        if graph is None or graph.n_nodes < n_rows:
+        if graph is None or self._nodes < n_rows:
             self.extend(views, n_rows)
             graph = self._graph
         return graph.search(views(n_rows), self.shift, n_rows, queries, k, ef,
@@ -241,6 +241,7 @@ class HnswIndex:
         """Drops the graph (freed once no running search holds it)."""
         with self._lock:
             self._graph = None
+            self._nodes = 0
 
 
 def remove_checkpoint(directory: str) -> None:

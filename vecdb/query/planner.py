@@ -42,6 +42,8 @@ def search(flat: FlatIndex, graph: Optional[HnswIndex], views: Callable[[int], S
         return rows, dists, Plan("exact", None)
     ef = max(ef, k)
     rows, dists = graph.search(views, n_rows, queries, k, ef=ef, deny=deny, n_threads=n_threads)
+    if rows[:, -1].min() >= 0:
+        return rows, dists, Plan("hnsw", ef)
     short = np.flatnonzero(rows[:, -1] < 0)
     if len(short):
         rows[short], dists[short] = flat.search(views(n_rows), shift, n_rows, queries[short], k,

@@ -42,19 +42,25 @@ class RWGuard:
         self._exclusive = False
         self._waiting = 0
 
-    @contextmanager
-    def shared(self) -> Iterator[None]:
+    def acquire_shared(self) -> None:
         with self._cond:
             while self._exclusive or self._waiting:
                 self._cond.wait()
             self._shared += 1
+
+    def release_shared(self) -> None:
+        with self._cond:
+            self._shared -= 1
+            if not self._shared:
+                self._cond.notify_all()
+
+    @contextmanager
+    def shared(self) -> Iterator[None]:
+        self.acquire_shared()
         try:
             yield
         finally:
-            with self._cond:
-                self._shared -= 1
-                if not self._shared:
-                    self._cond.notify_all()
+            self.release_shared()
 
     @contextmanager
     def exclusive(self) -> Iterator[None]:
@@ -125,23 +131,9 @@ class Env:
 
     # -- transactions ------------------------------------------------------------------------
 
-    @contextmanager
-    def read(self) -> Iterator["lmdb.Transaction"]:
-        """A read transaction (snapshot) held under the shared guard."""
-        while True:
-            with self.guard.shared():
-                self._check_open()
-                try:
-                    txn = self.env.begin(buffers=False)
-                except lmdb.MapResizedError:  # another process grew the map
-                    txn = None
-                if txn is not None:
-                    try:
-                        yield txn
-                    finally:
-                        txn.abort()
-                    return
-            self._adopt_map_size()
+    def read(self) -> "_ReadTxn":
+        """A read transaction (snapshot) held under the shared guard: ``with env.read() as txn``."""
+        return _ReadTxn(self)
 
     def write(self, fn: "Callable[[lmdb.Transaction], T]", sync: bool) -> T:
         """Runs fn in a write transaction and commits; grows the map and retries when full.
@@ -183,6 +175,36 @@ class Env:
     def sync(self) -> None:
         if self.writable and not self.closed:
             self.env.sync(True)
+
+
+class _ReadTxn:
+    """Context manager of Env.read() (a class: a query pays for it, a generator costs more)."""
+
+    __slots__ = ("env", "txn")
+
+    def __init__(self, env: Env) -> None:
+        self.env = env
+
+    def __enter__(self) -> "lmdb.Transaction":
+        env = self.env
+        while True:
+            env.guard.acquire_shared()
+            try:
+                env._check_open()
+                self.txn = env.env.begin(buffers=False)
+                return self.txn
+            except lmdb.MapResizedError:  # another process grew the map: adopt it, retry
+                env.guard.release_shared()
+                env._adopt_map_size()
+            except BaseException:
+                env.guard.release_shared()
+                raise
+
+    def __exit__(self, *exc: object) -> None:
+        try:
+            self.txn.abort()
+        finally:
+            self.env.guard.release_shared()
 
 
 _registry: "dict[tuple, Env]" = {}
