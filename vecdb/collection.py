@@ -44,7 +44,7 @@ from .config import HNSW, index_from_dict
 from .query import planner
 from .rowset import RowSet, remove_generation_dirs
 from .vacuum import vacuum
-from .results import Hit, Record, Results
+from .results import Record, Results
 from .storage import keys, records
 from .storage.catalog import CollectionInfo
 from .types import DEFAULT_INCLUDE, Id, Metadata
@@ -416,28 +416,31 @@ class Collection:
         rows_db, prefix = env.dbs["rows"], self._prefix
         want_meta, want_doc = "metadata" in fields, "document" in fields
         # public distance: cosine runs as -dot on unit vectors; the score is always -kernel
-        public = (dists + 1.0) if self.metric == "cosine" else dists
-        out: List[Tuple[List[Hit], List[int]]] = []
+        offset = 1.0 if self.metric == "cosine" else 0.0  # cosine runs as -dot on unit vectors
+        public = dists + offset if offset else dists
+        out: List[Results] = []
         with env.read() as txn:
             if not self._check_generation(txn, rows):
                 return None
-            for qrows, qdists, qpublic in zip(found.tolist(), dists.tolist(), public.tolist()):
-                hits, hit_rows = [], []
-                for row, dist, pub in zip(qrows, qdists, qpublic):
+            for qrows, qpublic in zip(found.tolist(), public.tolist()):
+                ids, dist, metas, docs, hit_rows = [], [], [], [], []
+                for row, pub in zip(qrows, qpublic):
                     if row < 0:
                         break
                     value = txn.get(prefix + keys.pack_u64(row), db=rows_db)
                     if value is None:  # deleted by a concurrent writer since the search
                         continue
                     ext_id, meta, doc = records.decode(value)
-                    hits.append(Hit(ext_id, pub, -dist, (meta or {}) if want_meta else None,
-                                    doc if want_doc else None))
+                    ids.append(ext_id)
+                    dist.append(pub)
+                    metas.append(meta or {})
+                    docs.append(doc)
                     hit_rows.append(row)
-                out.append((hits, hit_rows))
-        if "vector" in fields:
-            out = [([h._replace(vector=v) for h, v in zip(hits, _read_vectors(rows, hit_rows))],
-                    hit_rows) for hits, hit_rows in out]
-        return [Results(hits) for hits, _ in out]
+                vectors = _read_vectors(rows, hit_rows) if "vector" in fields else None
+                out.append(Results._from_columns(ids, dist, offset,
+                                                 metas if want_meta else None,
+                                                 docs if want_doc else None, vectors))
+        return out
 
     def vacuum(self) -> Dict[str, Any]:
         """Rewrites the collection without its deleted and replaced rows: gives their space

@@ -52,12 +52,46 @@ def _cell(value: Any, limit: int = 48) -> str:
 
 
 class Results(Sequence[Hit]):
-    """The hits of one query, best first. A sequence of ``Hit`` with column views."""
+    """The hits of one query, best first: a sequence of ``Hit`` with column views.
 
-    __slots__ = ("_hits",)
+    Stored by columns; a ``Hit`` is built only when one is asked for, so a query that only
+    reads ``ids`` / ``distances`` pays for no per-hit objects.
+    """
 
-    def __init__(self, hits: List[Hit]) -> None:
-        self._hits = hits
+    __slots__ = ("_ids", "_distances", "_score_offset", "_metadatas", "_documents", "_vectors",
+                 "_hits")
+
+    def __init__(self, hits: Sequence[Hit] = ()) -> None:
+        hits = list(hits)
+        self._hits: Optional[List[Hit]] = hits
+        self._score_offset = 0.0
+        self._ids = [h.id for h in hits]
+        self._distances = [h.distance for h in hits]
+        self._metadatas = [h.metadata for h in hits]
+        self._documents = [h.document for h in hits]
+        self._vectors: Optional[List[Any]] = [h.vector for h in hits]
+
+    @classmethod
+    def _from_columns(cls, ids: List[Id], distances: List[float], score_offset: float,
+                      metadatas: Optional[List[Any]], documents: Optional[List[Any]],
+                      vectors: Optional[Sequence[np.ndarray]] = None) -> "Results":
+        """Results from columns (None: the field was not included); each score is
+        score_offset - distance (1 - distance under cosine, -distance otherwise)."""
+        r = cls.__new__(cls)
+        r._ids, r._distances, r._hits = ids, distances, None
+        r._score_offset = score_offset
+        r._metadatas = metadatas if metadatas is not None else [None] * len(ids)
+        r._documents = documents if documents is not None else [None] * len(ids)
+        r._vectors = None if vectors is None else list(vectors)
+        return r
+
+    def _materialize(self) -> List[Hit]:
+        if self._hits is None:
+            off = self._score_offset
+            vectors = self._vectors or [None] * len(self._ids)
+            self._hits = [Hit(i, d, off - d, m, doc, v) for i, d, m, doc, v in zip(
+                self._ids, self._distances, self._metadatas, self._documents, vectors)]
+        return self._hits
 
     @overload
     def __getitem__(self, i: int) -> Hit: ...
@@ -66,40 +100,42 @@ class Results(Sequence[Hit]):
 
     def __getitem__(self, i: Union[int, slice]) -> Union[Hit, "Results"]:
         if isinstance(i, slice):
-            return Results(self._hits[i])
-        return self._hits[i]
+            return Results(self._materialize()[i])
+        return self._materialize()[i]
 
     def __len__(self) -> int:
-        return len(self._hits)
+        return len(self._ids)
 
     def __iter__(self) -> Iterator[Hit]:
-        return iter(self._hits)
+        return iter(self._materialize())
 
     def __eq__(self, other: object) -> bool:
-        return isinstance(other, Results) and [h.id for h in self] == [h.id for h in other]
+        return isinstance(other, Results) and self._ids == other._ids
 
     __hash__ = None  # type: ignore[assignment]
 
     @property
     def ids(self) -> np.ndarray:
         """int64 array when every id is an int, else an object array."""
-        return _ids_array([h.id for h in self._hits])
+        return _ids_array(self._ids)
 
     @property
     def distances(self) -> np.ndarray:
-        return np.array([h.distance for h in self._hits], dtype=np.float32)
+        return np.array(self._distances, dtype=np.float32)
 
     @property
     def scores(self) -> np.ndarray:
-        return np.array([h.score for h in self._hits], dtype=np.float32)
+        if self._hits is not None:
+            return np.array([h.score for h in self._hits], dtype=np.float32)
+        return np.float32(self._score_offset) - self.distances
 
     @property
     def metadatas(self) -> List[Optional[Metadata]]:
-        return [h.metadata for h in self._hits]
+        return list(self._metadatas)
 
     @property
     def documents(self) -> List[Optional[str]]:
-        return [h.document for h in self._hits]
+        return list(self._documents)
 
     def to_pandas(self) -> Any:
         """A DataFrame with columns id, distance, score, metadata, document (needs pandas)."""
@@ -108,23 +144,23 @@ class Results(Sequence[Hit]):
         except ImportError:  # pragma: no cover - depends on the environment
             raise ImportError("Results.to_pandas() needs pandas: pip install pandas") from None
         return pd.DataFrame({
-            "id": [h.id for h in self._hits], "distance": self.distances, "score": self.scores,
+            "id": list(self._ids), "distance": self.distances, "score": self.scores,
             "metadata": self.metadatas, "document": self.documents,
         })
 
     def _rows(self) -> List[List[str]]:
         return [[str(i), _cell(h.id), f"{h.distance:.4f}", f"{h.score:.4f}", _cell(h.metadata),
-                 _cell(h.document)] for i, h in enumerate(self._hits)]
+                 _cell(h.document)] for i, h in enumerate(self._materialize())]
 
     _HEAD = ["#", "id", "distance", "score", "metadata", "document"]
 
     def __repr__(self) -> str:
-        if not self._hits:
+        if not self._ids:
             return "Results(0 hits)"
         rows = [self._HEAD] + self._rows()
         widths = [max(len(r[c]) for r in rows) for c in range(len(self._HEAD))]
         lines = ["  ".join(cell.ljust(w) for cell, w in zip(r, widths)).rstrip() for r in rows]
-        return f"Results({len(self._hits)} hits)\n" + "\n".join(lines)
+        return f"Results({len(self)} hits)\n" + "\n".join(lines)
 
     def _repr_html_(self) -> str:
         head = "".join(f"<th>{html.escape(h)}</th>" for h in self._HEAD)
@@ -132,5 +168,5 @@ class Results(Sequence[Hit]):
             "<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in row) + "</tr>"
             for row in self._rows()
         )
-        return (f"<table class='vecdb-results'><caption>{len(self._hits)} hits</caption>"
+        return (f"<table class='vecdb-results'><caption>{len(self)} hits</caption>"
                 f"<thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>")
