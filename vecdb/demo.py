@@ -55,7 +55,7 @@ def run(path: str, n: int = 5000, dim: int = 384, out: "TextIO | None" = None) -
     t0 = time.perf_counter()
     hits = col.query(query, k=5)
     dt = time.perf_counter() - t0
-    say(f"\nquery near doc-00042 ({TOPICS[labels[42]]}), k=5, exact search: {dt * 1000:.2f} ms")
+    say(f"\nquery near doc-00042 ({TOPICS[labels[42]]}), k=5: {dt * 1000:.2f} ms")
     say(repr(hits))
 
     batch = vectors[:200] + 0.1 * rng.normal(size=(200, dim)).astype(np.float32)
