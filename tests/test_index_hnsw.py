@@ -203,18 +203,20 @@ def test_deleted_and_upserted_never_returned(db, graph_always):
     assert col.query(far[3], k=1)[0].id == moved[3]
 
 
-def test_min_k_live_guaranteed_when_most_rows_are_deleted(db, graph_always):
+def test_min_k_live_guaranteed_when_most_rows_are_deleted(db_path, graph_always):
     X, Q = clustered_vectors(3000, 16, n_queries=10, seed=8)
+    db = vecdb.open(db_path, auto_vacuum=None)  # keep the tombstones in the graph
     col = db.create_collection("c", dim=16, metric="l2", index=vecdb.HNSW(m=4, ef_search=10))
     col.add(ids=list(range(3000)), vectors=X)
     col.delete(list(range(0, 2975)))
     for res in col.query(Q, k=10):
         assert len(res) == 10 and min(res.ids) >= 2975
+    db.close()
 
 
 def test_vacuum_keeps_results_and_gives_space_back(db_path, graph_always):
     X, Q = clustered_vectors(6000, 32, n_queries=40, seed=9)
-    with vecdb.open(db_path) as db:
+    with vecdb.open(db_path, auto_vacuum=None) as db:
         col = db.create_collection("c", dim=32, metric="cosine")
         col.add(ids=[f"x{i}" for i in range(6000)], vectors=X,
                 metadatas=[{"i": i} for i in range(6000)])
@@ -288,3 +290,24 @@ def test_queries_while_inserting_threads(db, graph_always):
         t.join()
     assert not errors, errors[:3]
     assert col.stats()["index"]["nodes"] == 8000
+
+
+def test_auto_vacuum_runs_when_tombstones_pass_the_share(db_path):
+    X, _ = clustered_vectors(3000, 8, seed=12)
+    with vecdb.open(db_path, auto_vacuum=0.4) as db:
+        col = db.create_collection("c", dim=8, metric="l2")
+        col.add(ids=list(range(3000)), vectors=X)
+        col.delete(list(range(1000)))  # 33%: below the share
+        assert col.stats()["generation"] == 0
+        col.upsert(ids=list(range(1000, 1300)), vectors=X[1000:1300])  # 1300 of 3300: 39%
+        assert col.stats()["generation"] == 0
+        col.delete(list(range(1300, 1400)))  # 1400 of 3300: 42%
+        st = col.stats()
+        assert (st["generation"], st["rows"], st["tombstones"]) == (1, 1900, 0)
+        assert col.query(X[2500], k=1)[0].id == 2500
+    with vecdb.open(db_path, auto_vacuum=None) as db:
+        col = db.get_collection("c")
+        col.delete(list(range(1400, 3000)))
+        assert col.stats()["generation"] == 1 and col.count() == 300
+    with pytest.raises(vecdb.InvalidArgumentError, match="auto_vacuum"):
+        vecdb.open(db_path, auto_vacuum=1.5)

@@ -49,6 +49,8 @@ from .storage import keys, records
 from .storage.catalog import CollectionInfo
 from .types import DEFAULT_INCLUDE, Id, Metadata
 
+AUTO_VACUUM_MIN_ROWS = 1024  # fewer tombstones than this never trigger auto_vacuum
+
 if TYPE_CHECKING:  # pragma: no cover
     from .database import Database
 
@@ -239,6 +241,8 @@ class Collection:
             rows.apply(start + n_new, seq, tombs)
             if n_new:
                 rows.extend_graph()
+            if tombs:
+                self._maybe_vacuum()
             return len(tombs)
 
     def add(self, ids: Sequence[Id], vectors: Any, metadatas: Optional[Sequence[Optional[Metadata]]] = None,
@@ -303,6 +307,8 @@ class Collection:
 
             seq, tombs = env.write(transaction, sync=self._db.durability == "full")
             rows.apply(rows.watermark, seq, tombs)
+            if tombs:
+                self._maybe_vacuum()
             return len(tombs)
 
     def flush(self) -> None:
@@ -441,6 +447,14 @@ class Collection:
                                                  metas if want_meta else None,
                                                  docs if want_doc else None, vectors))
         return out
+
+    def _maybe_vacuum(self) -> None:
+        """Runs vacuum() when tombstones pass the database's auto_vacuum share."""
+        share, rows = self._db.auto_vacuum, self._rows
+        tombstones = rows.watermark - rows.live
+        if share is not None and tombstones >= AUTO_VACUUM_MIN_ROWS and \
+                tombstones >= share * rows.watermark:
+            vacuum(self)
 
     def vacuum(self) -> Dict[str, Any]:
         """Rewrites the collection without its deleted and replaced rows: gives their space

@@ -39,12 +39,18 @@ class Database:
     """An open vecdb directory. Create it with ``vecdb.open(path)``."""
 
     def __init__(self, path: Union[str, "os.PathLike[str]"], *, readonly: bool = False,
-                 durability: Durability = "full", timeout: float = 5.0) -> None:
+                 durability: Durability = "full", timeout: float = 5.0,
+                 auto_vacuum: Optional[float] = 0.5) -> None:
         if not isinstance(path, (str, os.PathLike)):
             raise InvalidArgumentError(f"path: expected str or os.PathLike, got {path!r}")
         self.path = os.path.abspath(os.fspath(path))
         self.readonly = bool(readonly)
         self.durability = validate.choice(durability, "durability", DURABILITIES)
+        if auto_vacuum is not None and (isinstance(auto_vacuum, bool) or not isinstance(
+                auto_vacuum, (int, float)) or not 0 < auto_vacuum <= 1):
+            raise InvalidArgumentError(
+                f"auto_vacuum: expected a share in (0, 1] or None, got {auto_vacuum!r}")
+        self.auto_vacuum = auto_vacuum
         if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or timeout < 0:
             raise InvalidArgumentError(f"timeout: expected a number of seconds >= 0, got {timeout!r}")
         self._check_path()
@@ -211,15 +217,20 @@ class Database:
 
 
 def open(path: Union[str, "os.PathLike[str]"], *, readonly: bool = False,
-         durability: Durability = "full", timeout: float = 5.0) -> Database:
+         durability: Durability = "full", timeout: float = 5.0,
+         auto_vacuum: Optional[float] = 0.5) -> Database:
     """Opens (creating it if missing, unless readonly) the database directory at path.
 
     durability: "full" fsyncs every commit; "normal" leaves recent commits to the OS (a power
     cut may lose them, a process crash cannot) and syncs on flush/close; "off" never syncs on
     its own. timeout: seconds to wait for another writer before ``DatabaseLockedError``.
+    auto_vacuum: when deleted and replaced rows pass this share of a collection's rows (and
+    number at least 1,024), the write that crossed it also runs ``vacuum()``; None turns it
+    off (like SQLite's auto_vacuum).
 
     >>> import tempfile, vecdb
     >>> db = vecdb.open(tempfile.mkdtemp(), durability="normal")
     >>> db.close()
     """
-    return Database(path, readonly=readonly, durability=durability, timeout=timeout)
+    return Database(path, readonly=readonly, durability=durability, timeout=timeout,
+                    auto_vacuum=auto_vacuum)
