@@ -311,3 +311,41 @@ def test_auto_vacuum_runs_when_tombstones_pass_the_share(db_path):
         assert col.stats()["generation"] == 1 and col.count() == 300
     with pytest.raises(vecdb.InvalidArgumentError, match="auto_vacuum"):
         vecdb.open(db_path, auto_vacuum=1.5)
+
+
+def test_queries_and_gets_while_vacuuming(db_path, graph_always):
+    X, _ = clustered_vectors(6000, 16, seed=13)
+    db = vecdb.open(db_path, auto_vacuum=None)
+    col = db.create_collection("c", dim=16, metric="l2")
+    col.add(ids=list(range(6000)), vectors=X)
+    deleted: set = set()
+    errors, stop = [], threading.Event()
+
+    def reader(seed):
+        rng = np.random.default_rng(seed)
+        while not stop.is_set():
+            try:
+                i = int(rng.integers(3000, 6000))  # never deleted
+                before = set(deleted)
+                res = col.query(X[i], k=5)
+                assert res.ids.tolist()[0] == i
+                assert not set(res.ids.tolist()) & before
+                rec = col.get(ids=[i], include=["vector"])[0]
+                np.testing.assert_array_equal(rec.vector, X[i])
+            except Exception as e:  # reported below
+                errors.append(e)
+                return
+
+    threads = [threading.Thread(target=reader, args=(s,)) for s in range(3)]
+    for t in threads:
+        t.start()
+    for start in range(0, 3000, 600):
+        batch = list(range(start, start + 600))
+        col.delete(batch)
+        deleted.update(batch)
+        col.vacuum()
+    stop.set()
+    for t in threads:
+        t.join()
+    db.close()
+    assert not errors, errors[:3]
