@@ -91,6 +91,7 @@ static void free_ctx(hnsw_ctx *c) {
     free(c->cand);
     free(c->res);
     free(c->aux);
+    free(c->sel);
     free(c);
 }
 

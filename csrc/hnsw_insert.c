@@ -154,23 +154,75 @@ static void write_own(const hnsw_view *v, uint32_t q, unsigned lc, uint32_t *rec
     unlock_node(g, q);
 }
 
-static int insert(const hnsw_view *v, hnsw_ctx *c, uint32_t q) {
+/* Adds to eps[0 .. n) the nodes extra[0 .. n_extra) (other than q, < limit) it lacks, with
+ * their distances to x; returns the new count. */
+static size_t add_extra(const hnsw_view *v, const float *x, double xinv, uint32_t q,
+                        const uint32_t *extra, size_t n_extra, hnsw_pair *eps, size_t n) {
+    for (size_t i = 0; i < n_extra; i++) {
+        uint32_t id = extra[i];
+        int have = id == q || id >= v->limit;
+        for (size_t j = 0; j < n && !have; j++) have = eps[j].id == id;
+        if (have) continue;
+        eps[n].id = id;
+        hnsw_dists(v, x, xinv, &id, 1, &eps[n].d);
+        n++;
+    }
+    return n;
+}
+
+/* Inserts node q. Two passes: top-down, the layer searches and q's selection at every level
+ * it joins (they never read q's own records: q is not linked anywhere yet); then bottom-up,
+ * q's record and its back links level by level. So when q becomes reachable at a level (the
+ * first back link there), its records at that level and every level below are complete: a
+ * concurrent insert that reaches q through an upper level never starts its lower searches
+ * from a q whose lower records are still empty (which left such a node with a one-link list,
+ * easily pruned away: an unreachable node). extra[0 .. n_extra) are the nodes other workers
+ * were inserting when q was claimed: q's layer search may miss them (they are not linked
+ * yet, or only partly), so they join q's level-0 candidates; without this two near-equal
+ * nodes inserted at once never link to each other and the heuristic prunes one of them out
+ * of every list it is in (duplicates become unreachable). A node that may become the new entry point
+ * (level above the current maximum) holds ep_lock for its whole insertion, as hnswlib does,
+ * so two such nodes cannot both link their new top levels to nothing. */
+static int insert(const hnsw_view *v, hnsw_ctx *c, uint32_t q, const uint32_t *extra,
+                  size_t n_extra) {
     vdb_hnsw *g = (vdb_hnsw *)v->g;
     unsigned level = hnsw_level(v, q);
     uint64_t entry = LOAD_ACQ(&g->entry);
-    if (entry == HNSW_NO_ENTRY) {
+    int ep_held = 0;
+    if (entry == HNSW_NO_ENTRY || level > (unsigned)(entry >> 32)) {
         pthread_mutex_lock(&g->ep_lock);
         entry = g->entry;
-        if (entry == HNSW_NO_ENTRY) STORE_REL(&g->entry, (uint64_t)level << 32 | q);
-        pthread_mutex_unlock(&g->ep_lock);
-        if (entry == HNSW_NO_ENTRY) return VDB_OK;
+        if (entry == HNSW_NO_ENTRY) {
+            STORE_REL(&g->entry, (uint64_t)level << 32 | q);
+            pthread_mutex_unlock(&g->ep_lock);
+            return VDB_OK;
+        }
+        if (level > (unsigned)(entry >> 32))
+            ep_held = 1; /* released after q is published as the entry */
+        else
+            pthread_mutex_unlock(&g->ep_lock);
     }
-    size_t ef = g->ef_construction;
-    if (hnsw_ctx_reserve(c, 2 * ef + g->m0 + 2) != VDB_OK) return VDB_ERR_NOMEM;
-    const float *x = hnsw_vec(v, q);
-    double xinv = hnsw_query_inv(v, x);
+    int rc = VDB_OK;
+    size_t ef = g->ef_construction, m = g->m;
     uint32_t cur = (uint32_t)entry;
     unsigned top = (unsigned)(entry >> 32);
+    unsigned hi = level < top ? level : top, lo = hi;
+    size_t ns[HNSW_MAX_LEVEL + 1];
+    if (hnsw_ctx_reserve(c, 2 * ef + g->m0 + 2 + n_extra) != VDB_OK) {
+        rc = VDB_ERR_NOMEM;
+        goto out;
+    }
+    if (c->sel_cap < (hi + 1) * m) {
+        uint32_t *p = realloc(c->sel, (HNSW_MAX_LEVEL + 1) * m * sizeof *p);
+        if (p == NULL) {
+            rc = VDB_ERR_NOMEM;
+            goto out;
+        }
+        c->sel = p;
+        c->sel_cap = (HNSW_MAX_LEVEL + 1) * m;
+    }
+    const float *x = hnsw_vec(v, q);
+    double xinv = hnsw_query_inv(v, x);
     float curd;
     hnsw_dists(v, x, xinv, &cur, 1, &curd);
     for (unsigned lc = top; lc > level; lc--) hnsw_greedy(v, x, xinv, lc, &cur, &curd);
@@ -178,49 +230,78 @@ static int insert(const hnsw_view *v, hnsw_ctx *c, uint32_t q) {
     hnsw_pair *eps = c->aux; /* not reallocated below: reserved above */
     eps[0].d = curd, eps[0].id = cur;
     size_t n_eps = 1;
-    uint32_t sel[256];
-    for (unsigned lc = level < top ? level : top;; lc--) {
+    for (unsigned lc = hi;; lc--) { /* pass 1: searches and selections, top-down */
         size_t nr = hnsw_search_layer(v, c, x, xinv, eps, n_eps, lc, ef, NULL, NULL);
-        if (nr == SIZE_MAX) return VDB_ERR_NOMEM;
+        if (nr == SIZE_MAX) {
+            rc = VDB_ERR_NOMEM;
+            goto out;
+        }
         n_eps = 0;
         for (size_t i = 0; i < nr; i++)
             if (c->res[i].id != q) eps[n_eps++] = c->res[i];
+        if (lc == 0) n_eps = add_extra(v, x, xinv, q, extra, n_extra, eps, n_eps);
         hnsw_sort_pairs(eps, n_eps);
-        size_t ns = select_neighbours(v, eps, n_eps, g->m, KEEP_PRUNED_NEW, sel);
-        uint32_t *rec = record(v, q, lc);
-        if (rec != NULL) {
-            write_own(v, q, lc, rec, x, xinv, sel, ns);
-            for (size_t j = 0; j < ns; j++) connect(v, sel[j], q, lc);
-        }
+        ns[lc] = select_neighbours(v, eps, n_eps, m, KEEP_PRUNED_NEW, c->sel + lc * m);
+        lo = lc;
         if (lc == 0 || n_eps == 0) break;
     }
-    if (level > top) {
-        pthread_mutex_lock(&g->ep_lock);
-        if (level > (unsigned)(g->entry >> 32)) STORE_REL(&g->entry, (uint64_t)level << 32 | q);
-        pthread_mutex_unlock(&g->ep_lock);
+    for (unsigned lc = lo; lc <= hi; lc++) { /* pass 2: links, bottom-up */
+        uint32_t *rec = record(v, q, lc);
+        if (rec == NULL) continue;
+        const uint32_t *sel = c->sel + lc * m;
+        write_own(v, q, lc, rec, x, xinv, sel, ns[lc]);
+        for (size_t j = 0; j < ns[lc]; j++) connect(v, sel[j], q, lc);
     }
-    return VDB_OK;
+    if (ep_held) STORE_REL(&g->entry, (uint64_t)level << 32 | q);
+out:
+    if (ep_held) pthread_mutex_unlock(&g->ep_lock);
+    return rc;
 }
+
+#define NO_NODE UINT32_MAX /* an idle worker's busy slot (never a node id) */
 
 typedef struct add_job {
     hnsw_view view;
-    size_t next, end; /* next: atomic, the next node to claim */
-    int err;          /* atomic: first error */
+    size_t next, end;   /* next: the next node to claim (under claim_lock) */
+    int err;            /* atomic: first error */
+    unsigned char claim_lock;
+    size_t n_busy;      /* slots in use: one per task */
+    uint32_t busy[VDB_MAX_THREADS]; /* under claim_lock: the node task t is inserting */
 } add_job;
 
+/* Claims the next node for task t (NO_NODE when none is left) and lists in extra the nodes
+ * the other tasks are inserting at that moment (claimed before it, not finished). Claims
+ * and the busy slots change together under claim_lock, so of two nodes whose insertions
+ * overlap the later one always lists the earlier. */
+static uint32_t claim(add_job *job, size_t t, uint32_t *extra, size_t *n_extra) {
+    while (__atomic_test_and_set(&job->claim_lock, __ATOMIC_ACQUIRE))
+        while (__atomic_load_n(&job->claim_lock, __ATOMIC_RELAXED)) cpu_relax();
+    uint32_t id = NO_NODE;
+    size_t ne = 0;
+    if (__atomic_load_n(&job->err, __ATOMIC_RELAXED) == VDB_OK && job->next < job->end) {
+        id = (uint32_t)job->next++;
+        for (size_t u = 0; u < job->n_busy; u++)
+            if (u != t && job->busy[u] != NO_NODE) extra[ne++] = job->busy[u];
+    }
+    job->busy[t] = id;
+    __atomic_clear(&job->claim_lock, __ATOMIC_RELEASE);
+    *n_extra = ne;
+    return id;
+}
+
 static void add_worker(void *arg, size_t task) {
-    (void)task;
     add_job *job = arg;
     hnsw_ctx *c = NULL;
+    uint32_t extra[VDB_MAX_THREADS];
+    size_t n_extra;
     for (;;) {
-        if (__atomic_load_n(&job->err, __ATOMIC_RELAXED) != VDB_OK) break;
-        size_t id = __atomic_fetch_add(&job->next, 1, __ATOMIC_RELAXED);
-        if (id >= job->end) break;
+        uint32_t id = claim(job, task, extra, &n_extra);
+        if (id == NO_NODE) break;
         if (c == NULL && (c = hnsw_ctx_get(job->view.g, job->view.limit)) == NULL) {
             __atomic_store_n(&job->err, VDB_ERR_NOMEM, __ATOMIC_RELAXED);
-            break;
+            continue; /* the next claim clears the busy slot and stops */
         }
-        int rc = insert(&job->view, c, (uint32_t)id);
+        int rc = insert(&job->view, c, id, extra, n_extra);
         if (rc != VDB_OK) __atomic_store_n(&job->err, rc, __ATOMIC_RELAXED);
     }
     if (c != NULL) hnsw_ctx_put(job->view.g, c);
@@ -261,10 +342,12 @@ int vdb_hnsw_add(vdb_hnsw *g, const vdb_rows *rows, int n_threads) {
     int prep_rc = VDB_OK;
     job.end = prepare_nodes(g, &job.view, n0, n, &prep_rc);
     job.next = n0;
+    for (size_t t = 0; t < VDB_MAX_THREADS; t++) job.busy[t] = NO_NODE;
+    job.n_busy = 1;
     if (job.next < job.end && LOAD_ACQ(&g->entry) == HNSW_NO_ENTRY) { /* first node alone */
         hnsw_ctx *c = hnsw_ctx_get(g, job.view.limit);
         if (c == NULL) return VDB_ERR_NOMEM;
-        job.err = insert(&job.view, c, (uint32_t)job.next++);
+        job.err = insert(&job.view, c, (uint32_t)job.next++, NULL, 0);
         hnsw_ctx_put(g, c);
     }
     rc = job.err;
@@ -273,6 +356,7 @@ int vdb_hnsw_add(vdb_hnsw *g, const vdb_rows *rows, int n_threads) {
         size_t todo = job.end - job.next;
         if (threads > todo / 16) threads = (unsigned)(todo / 16);
         if (threads > 1) {
+            job.n_busy = threads;
             rc = vdb_parallel_for(threads, threads, add_worker, &job);
             if (rc != VDB_OK && rc != VDB_ERR_THREAD) return rc;
         }

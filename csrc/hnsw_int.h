@@ -83,6 +83,8 @@ typedef struct hnsw_ctx {
     size_t res_cap;
     hnsw_pair *aux;    /* insertion: sorted candidates, neighbour lists */
     size_t aux_cap;
+    uint32_t *sel;     /* insertion: the new node's selected neighbours, per level */
+    size_t sel_cap;
     struct hnsw_ctx *next;
 } hnsw_ctx;
 

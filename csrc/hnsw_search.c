@@ -44,7 +44,13 @@ void hnsw_dists(const hnsw_view *v, const float *q, double qinv, const uint32_t 
         size_t cnt = n - i < 4 ? n - i : 4;
         const float *x[4];
         for (size_t j = 0; j < 4; j++) x[j] = hnsw_vec(v, ids[i + (j < cnt ? j : cnt - 1)]);
-        v->k1x4(q, x, dim, out + i);
+        if (cnt == 4) {
+            v->k1x4(q, x, dim, out + i);
+        } else { /* the kernel writes four: keep the tail within out[0 .. n) */
+            float t[4];
+            v->k1x4(q, x, dim, t);
+            for (size_t j = 0; j < cnt; j++) out[i + j] = t[j];
+        }
         if (v->metric == VDB_METRIC_IP) {
             for (size_t j = 0; j < cnt; j++) out[i + j] = vdb_ip_from_dot(out[i + j]);
         } else if (v->metric == VDB_METRIC_COSINE) {

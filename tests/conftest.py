@@ -11,6 +11,7 @@ import select
 import signal
 import subprocess
 import sys
+import threading
 import time
 from typing import Optional, Tuple
 
@@ -99,6 +100,34 @@ def bits_from_mask(mask: np.ndarray, *, extra_words: int = 0) -> np.ndarray:
     padded = np.zeros(words * 64, dtype=bool)
     padded[: mask.size] = mask
     return np.packbits(padded, bitorder="little").view("<u8").astype(np.uint64)
+
+
+def during(main, step, *, threads: int = 3) -> None:
+    """Runs step(rng) in a loop on `threads` threads while main() runs on this one; raises the
+    first exception a step raised (each thread stops at its first)."""
+    errors: list = []
+    stop = threading.Event()
+
+    def loop(seed: int) -> None:
+        rng = np.random.default_rng(seed)
+        while not stop.is_set():
+            try:
+                step(rng)
+            except BaseException as e:  # re-raised below, on the test's thread
+                errors.append(e)
+                return
+
+    workers = [threading.Thread(target=loop, args=(s,)) for s in range(threads)]
+    for w in workers:
+        w.start()
+    try:
+        main()
+    finally:
+        stop.set()
+        for w in workers:
+            w.join(timeout=60)
+    if errors:
+        raise errors[0]
 
 
 # -- fixtures --------------------------------------------------------------------------------

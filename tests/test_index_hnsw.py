@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import random
-import threading
 import time
 import warnings
 
@@ -12,7 +11,7 @@ import numpy as np
 import pytest
 
 import vecdb
-from conftest import Child, clustered_vectors, exact_topk, recall_at_k
+from conftest import Child, clustered_vectors, during, exact_topk, recall_at_k
 from vecdb.index import hnsw as hnsw_module
 from vecdb.query import planner
 
@@ -265,32 +264,20 @@ def test_queries_while_inserting_threads(db, graph_always):
     X, _ = clustered_vectors(8000, 16, seed=11)
     col = db.create_collection("c", dim=16, metric="l2")
     col.add(ids=list(range(2000)), vectors=X[:2000])
-    errors, stop = [], threading.Event()
 
-    def reader(seed):
-        rng = np.random.default_rng(seed)
-        while not stop.is_set():
-            try:
-                i = int(rng.integers(0, 2000))
-                res = col.query(X[i], k=5)
-                assert res.ids.tolist()[0] == i, (i, res.ids.tolist())
-                assert all(0 <= h.id < 8000 for h in res)
-                assert list(res.distances) == sorted(res.distances)
-            except Exception as e:  # reported below
-                errors.append(e)
-                return
+    def query(rng):
+        i = int(rng.integers(0, 2000))
+        res = col.query(X[i], k=5)
+        assert res.ids.tolist()[0] == i, (i, res.ids.tolist())
+        assert all(0 <= h.id < 8000 for h in res)
+        assert list(res.distances) == sorted(res.distances)
 
-    threads = [threading.Thread(target=reader, args=(s,)) for s in range(3)]
-    for t in threads:
-        t.start()
-    for s in range(2000, 8000, 500):
-        col.add(ids=list(range(s, s + 500)), vectors=X[s:s + 500])
-    stop.set()
-    for t in threads:
-        t.join()
-    assert not errors, errors[:3]
+    def insert():
+        for s in range(2000, 8000, 500):
+            col.add(ids=list(range(s, s + 500)), vectors=X[s:s + 500])
+
+    during(insert, query)
     assert col.stats()["index"]["nodes"] == 8000
-
 
 def test_auto_vacuum_runs_when_tombstones_pass_the_share(db_path):
     X, _ = clustered_vectors(3000, 8, seed=12)
@@ -319,33 +306,21 @@ def test_queries_and_gets_while_vacuuming(db_path, graph_always):
     col = db.create_collection("c", dim=16, metric="l2")
     col.add(ids=list(range(6000)), vectors=X)
     deleted: set = set()
-    errors, stop = [], threading.Event()
 
-    def reader(seed):
-        rng = np.random.default_rng(seed)
-        while not stop.is_set():
-            try:
-                i = int(rng.integers(3000, 6000))  # never deleted
-                before = set(deleted)
-                res = col.query(X[i], k=5)
-                assert res.ids.tolist()[0] == i
-                assert not set(res.ids.tolist()) & before
-                rec = col.get(ids=[i], include=["vector"])[0]
-                np.testing.assert_array_equal(rec.vector, X[i])
-            except Exception as e:  # reported below
-                errors.append(e)
-                return
+    def read(rng):
+        i = int(rng.integers(3000, 6000))  # never deleted
+        before = set(deleted)
+        res = col.query(X[i], k=5)
+        assert res.ids.tolist()[0] == i
+        assert not set(res.ids.tolist()) & before
+        np.testing.assert_array_equal(col.get(ids=[i], include=["vector"])[0].vector, X[i])
 
-    threads = [threading.Thread(target=reader, args=(s,)) for s in range(3)]
-    for t in threads:
-        t.start()
-    for start in range(0, 3000, 600):
-        batch = list(range(start, start + 600))
-        col.delete(batch)
-        deleted.update(batch)
-        col.vacuum()
-    stop.set()
-    for t in threads:
-        t.join()
+    def delete_and_vacuum():
+        for start in range(0, 3000, 600):
+            batch = list(range(start, start + 600))
+            col.delete(batch)
+            deleted.update(batch)
+            col.vacuum()
+
+    during(delete_and_vacuum, read)
     db.close()
-    assert not errors, errors[:3]

@@ -101,17 +101,24 @@ def test_foreign_lmdb_is_refused(tmp_path):
         vecdb.open(tmp_path)
 
 
+@pytest.mark.parametrize("ext_id", ["id", "ünï", "", 0, -2**63, 2**63 - 1])
 @pytest.mark.parametrize("meta,doc", [({"a": 1, "l": [1, "x", None]}, "short"),
                                       ({"t": "y" * 5000}, "z" * 5000), (None, None)])
-def test_records_roundtrip(meta, doc):
-    raw = records.encode("id", meta, doc)
-    assert records.decode(raw) == ("id", meta, doc)
+def test_records_roundtrip(ext_id, meta, doc):
+    raw = records.encode(ext_id, meta, doc)
+    assert records.decode(raw) == (ext_id, meta, doc)
+    assert records.decode_id(raw) == ext_id and type(records.decode_id(raw)) is type(ext_id)
     assert (raw[:1] == b"\x01") == (len(doc or "") > records.COMPRESS_ABOVE)
 
 
-def test_record_with_unknown_tag_is_corruption():
-    with pytest.raises(errors.CorruptionError, match="tag"):
-        records.decode(b"\x07abc")
+def test_damaged_record_is_corruption():
+    with pytest.raises(errors.CorruptionError, match="id kind"):
+        records.decode(b"\x00xabc")
+    raw = bytearray(records.encode(5, {"a": 1}, "doc"))
+    assert records.decode_id(bytes(raw)) == 5
+    raw[0] = 0x04
+    with pytest.raises(errors.CorruptionError, match="flags"):
+        records.decode(bytes(raw))
 
 
 def test_writer_lock_is_exclusive_even_in_one_process(tmp_path):

@@ -421,6 +421,7 @@ class Collection:
         env = self._db._env
         rows_db, prefix = env.dbs["rows"], self._prefix
         want_meta, want_doc = "metadata" in fields, "document" in fields
+        want_body = want_meta or want_doc
         # public distance: cosine runs as -dot on unit vectors; the score is always -kernel
         offset = 1.0 if self.metric == "cosine" else 0.0  # cosine runs as -dot on unit vectors
         public = dists + offset if offset else dists
@@ -436,11 +437,14 @@ class Collection:
                     value = txn.get(prefix + keys.pack_u64(row), db=rows_db)
                     if value is None:  # deleted by a concurrent writer since the search
                         continue
-                    ext_id, meta, doc = records.decode(value)
+                    if want_body:
+                        ext_id, meta, doc = records.decode(value)
+                        metas.append(meta or {})
+                        docs.append(doc)
+                    else:
+                        ext_id = records.decode_id(value)
                     ids.append(ext_id)
                     dist.append(pub)
-                    metas.append(meta or {})
-                    docs.append(doc)
                     hit_rows.append(row)
                 vectors = _read_vectors(rows, hit_rows) if "vector" in fields else None
                 out.append(Results._from_columns(ids, dist, offset,

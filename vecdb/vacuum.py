@@ -50,7 +50,7 @@ def vacuum(col: "Collection") -> Dict[str, Any]:
                 record = txn.get(old_key, db=dbs["rows"])
                 txn.delete(old_key, db=dbs["rows"])
                 txn.put(keys.row_key(prefix, new_row), record, db=dbs["rows"])
-                ext_id = records.decode(record)[0]
+                ext_id = records.decode_id(record)
                 txn.put(keys.id_key(prefix, ext_id), keys.pack_u64(new_row), db=dbs["ids"])
             with txn.cursor(db=dbs["tombs"]) as cur:
                 if cur.set_range(prefix):

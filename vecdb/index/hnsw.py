@@ -24,6 +24,7 @@ from __future__ import annotations
 import mmap
 import os
 import threading
+import time
 import warnings
 from typing import Any, Callable, Dict, Optional, Sequence, Tuple
 
@@ -38,6 +39,9 @@ GRAPH_FILE = "hnsw.graph"
 # crash to about a tenth of the graph (and at least this many rows).
 CHECKPOINT_MIN_TAIL = 20_000
 CHECKPOINT_TAIL_SHARE = 0.125
+# The body checksum of a loaded checkpoint is checked this long after the open: reading the
+# whole file at once would slow the first queries (the cold-open path) for nothing.
+VERIFY_DELAY = 0.2
 
 Views = Callable[[int], Sequence[np.ndarray]]
 
@@ -108,6 +112,7 @@ class HnswIndex:
 
     def _start_verifier(self) -> None:
         def verify() -> None:
+            time.sleep(VERIFY_DELAY)  # let the first queries after an open run undisturbed
             try:
                 with open(self.path, "rb") as f:
                     with mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as image:
