@@ -2,31 +2,45 @@
  * hnsw_insert.c -- vdb_hnsw_add: inserting rows as graph nodes, in parallel.
  *
  * Per node q of level L (drawn from (seed, q), hnsw_random_level): greedy descent from the
- * entry point down to level L + 1, then for each level lc = min(L, max level) .. 0: a
- * best-first search with ef_construction from the previous level's results, selection of m
- * neighbours by the heuristic of Malkov & Yashunin (algorithm 4: a candidate is kept only
- * if it is closer to q than to every neighbour kept before it; when fewer than m survive,
- * the closest pruned candidates fill the list, "keepPrunedConnections"), q's own record
- * written, then a back link q added to each neighbour; a full neighbour record (2m at
- * level 0, m above) is re-selected by the same heuristic over its links plus q.
+ * entry point down to level L + 1; then, top-down for each level lc = min(L, max level) .. 0,
+ * a best-first search with ef_construction from the previous level's results and selection
+ * of m neighbours by the heuristic of Malkov & Yashunin (algorithm 4: a candidate is kept
+ * only if it is closer to q than to every neighbour kept before it; when fewer than m
+ * survive, the closest pruned candidates fill the list, "keepPrunedConnections"); then,
+ * bottom-up for lc = 0 .. min(L, max level), q's own record written and a back link q added
+ * to each selected neighbour; a full neighbour record (2m at level 0, m above) is
+ * re-selected by the same heuristic over its links plus q.
  *
  * Phases of one call: (1) storage for the new nodes (hnsw_reserve), (2) each new node's
  * level and upper records, in node order, (3) insertion: the first node of an empty graph
  * alone, then the rest handed out in node order to n_threads workers. Phases 1-2 are the
- * only ones that allocate, so a failure leaves a graph that covers a prefix of the rows.
+ * only ones that allocate (besides per-worker scratch), so a failure leaves a graph that
+ * covers a prefix of the rows.
  *
  * Invariants:
  *  1. Publication (hnsw_int.h, invariant 1): q's level and upper pointer are published in
  *     phase 2, before any worker starts; at each level q's record is written (ids, then the
- *     count with release) before q's id is stored into any neighbour's record.
+ *     count with release) before q's id is stored into any neighbour's record, and the
+ *     levels are linked bottom-up, so once q can be reached at a level its records at that
+ *     level and all levels below are complete: a concurrent insert that descends onto q
+ *     never searches lower levels from a q whose records there are still empty.
  *  2. q's record at a level is written by merging its selection with any back links that
- *     concurrent inserts added before (they can reach q through a level above, where q is
- *     linked already), so no link is lost to a late overwrite.
+ *     concurrent inserts added before (a node claimed after q lists q among its extra
+ *     candidates, invariant 5), so no link is lost to a late overwrite.
  *  3. A worker holds at most one stripe lock at a time: q's while writing q's record, a
  *     neighbour's while appending to or re-selecting its record; the heuristic reads vectors
- *     only. The entry point changes under ep_lock, only to a node of a higher level.
+ *     only. The entry point changes under ep_lock, only to a node of a higher level; a node
+ *     whose level is above the maximum holds ep_lock for its whole insertion (as hnswlib's
+ *     addPoint does), so it takes stripe locks under ep_lock (order: ep_lock, then stripe)
+ *     and two such nodes never both link their new top levels to nothing.
  *  4. Single-threaded insertion with the same seed gives the same graph (levels depend on
  *     (seed, node) only; ties in every ordering go to the smaller node).
+ *  5. Nodes are claimed under claim_lock, which also records the node each worker is
+ *     inserting; a node's level-0 candidates include the nodes the other workers were
+ *     inserting when it was claimed. Of two inserts that overlap in time the later one thus
+ *     always considers the earlier, as a single thread would (its layer search may miss a
+ *     node not linked yet); without this, two (near-)duplicates inserted at once never link
+ *     to each other and the heuristic prunes one of them out of every list.
  */
 #include <stdlib.h>
 
@@ -171,18 +185,16 @@ static size_t add_extra(const hnsw_view *v, const float *x, double xinv, uint32_
 }
 
 /* Inserts node q. Two passes: top-down, the layer searches and q's selection at every level
- * it joins (they never read q's own records: q is not linked anywhere yet); then bottom-up,
- * q's record and its back links level by level. So when q becomes reachable at a level (the
- * first back link there), its records at that level and every level below are complete: a
- * concurrent insert that reaches q through an upper level never starts its lower searches
- * from a q whose lower records are still empty (which left such a node with a one-link list,
- * easily pruned away: an unreachable node). extra[0 .. n_extra) are the nodes other workers
- * were inserting when q was claimed: q's layer search may miss them (they are not linked
- * yet, or only partly), so they join q's level-0 candidates; without this two near-equal
- * nodes inserted at once never link to each other and the heuristic prunes one of them out
- * of every list it is in (duplicates become unreachable). A node that may become the new entry point
- * (level above the current maximum) holds ep_lock for its whole insertion, as hnswlib does,
- * so two such nodes cannot both link their new top levels to nothing. */
+ * it joins (q itself is dropped from the results); then bottom-up, q's record and its back
+ * links level by level. So when q becomes reachable at an upper level, its records at that
+ * level and every level below are complete: a concurrent insert whose greedy descent ends on
+ * q never starts its level-0 search from a q whose level-0 record is still empty (that left
+ * the new node with a one-link list, q's back link to it easily pruned away later: an
+ * unreachable node). extra[0 .. n_extra) are the nodes other workers were inserting when q
+ * was claimed (invariant 5): they join q's level-0 candidates only, so the one way q's
+ * level-0 record can be reached before q writes it is through a level-0 list, where an
+ * empty record is one dead end among ef candidates. A node whose level is above the
+ * current maximum holds ep_lock for its whole insertion (invariant 3). */
 static int insert(const hnsw_view *v, hnsw_ctx *c, uint32_t q, const uint32_t *extra,
                   size_t n_extra) {
     vdb_hnsw *g = (vdb_hnsw *)v->g;

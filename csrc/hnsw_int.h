@@ -29,9 +29,10 @@
  *     before use, and an image node's level and upper offset are checked against the
  *     image's upper section. A damaged image can thus lower recall, never crash a search.
  *  3. Writers (vdb_hnsw_add's threads) modify a node's records only under the stripe lock of
- *     that node, and hold at most one stripe lock at a time (no lock order needed); the entry
- *     point is changed only under ep_lock. Search takes no lock except the scratch-pool
- *     mutex, once per call (or per task of a batch).
+ *     that node, and hold at most one stripe lock at a time; the entry point is changed only
+ *     under ep_lock, which may be held while taking a stripe lock (never the reverse).
+ *     Search takes no lock except the scratch-pool mutex, once per call (or per task of a
+ *     batch).
  *  4. The table pointer and `valid` only grow: a replaced table or chunk stays allocated on
  *     the retired list until vdb_hnsw_free, so a search holding an old pointer stays safe.
  *  5. `entry` packs (max_level << 32 | entry node); HNSW_NO_ENTRY when the graph is empty.

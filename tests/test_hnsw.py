@@ -94,6 +94,37 @@ def test_parallel_build_recall(data):
     assert recall_at_k(g.search((X,), SHIFT, 5000, Q, 10, 64)[0], truth) >= 0.95
 
 
+
+def unreachable_rows(X, g, copies):
+    """Rows that a search for their own vector with a large ef does not return among the
+    first `copies` results (the rows sharing that vector): rows no search can reach."""
+    n = X.shape[0]
+    rows, _ = g.search((X,), SHIFT, n, X, copies, 300, n_threads=2)
+    return np.flatnonzero(~(rows == np.arange(n)[:, None]).any(axis=1))
+
+
+@pytest.mark.parametrize("case", ["distinct", "duplicates"])
+def test_parallel_build_leaves_every_node_reachable(case):
+    # Two workers used to leave a few nodes unreachable: a node whose greedy descent ended on
+    # a node still being inserted (linked above, level-0 record not written yet) got a one-link
+    # list, and two copies of a vector inserted at once never linked to each other, so the
+    # heuristic pruned one of them out of every list. A single-threaded build never does.
+    if case == "distinct":
+        X, _ = clustered_vectors(3000, 16, seed=13)
+        copies, m, efc, seeds = 1, 6, 64, range(8)
+    else:  # each vector three times in a row: the copies are inserted concurrently
+        base, _ = clustered_vectors(1000, 16, seed=13)
+        X = np.ascontiguousarray(np.repeat(base, 3, axis=0))
+        copies, m, efc, seeds = 3, 8, 100, range(4)
+    missed = {}
+    for seed in seeds:
+        g = build(X, m=m, efc=efc, seed=seed, n_threads=2)
+        bad = unreachable_rows(X, g, copies)
+        if bad.size:
+            missed[seed] = bad.tolist()
+    assert not missed
+
+
 def test_deny_never_returned(data, graph_l2):
     X, Q = data
     n = X.shape[0]
