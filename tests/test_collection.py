@@ -188,3 +188,14 @@ def test_results_print_html_and_pandas(db):
     df = hits.to_pandas()
     assert isinstance(df, pd.DataFrame) and df["id"].tolist() == ["a", "b"]
     assert "Collection(name='c', dim=2, metric='l2', count=2)" == repr(col)
+
+
+def test_ids_only_queries_read_the_id_column(db):
+    col = db.create_collection("c", dim=2, metric="l2")
+    col.add(ids=[-2**63, 2**63 - 1, 0, 7], vectors=[[0, 0], [1, 0], [2, 0], [3, 0]])
+    assert col.query([0, 0], k=4, include=()).ids.tolist() == [-2**63, 2**63 - 1, 0, 7]
+    col.add(ids=["s"], vectors=[[0.5, 0]])  # a str id: read from the record instead
+    res = col.query([0, 0], k=3, include=())
+    assert res.ids.tolist() == [-2**63, "s", 2**63 - 1] and res[1].metadata is None
+    col.upsert(ids=[7], vectors=[[-1, 0]])
+    assert col.query([-1, 0], k=1, include=())[0].id == 7

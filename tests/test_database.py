@@ -18,7 +18,7 @@ def test_open_creates_directory_and_layout(tmp_path):
     names = {p.name for p in path.iterdir()}
     assert {"data.mdb", "lock.mdb", "LOCK", "collections"} <= names
     (folder,) = (path / "collections").iterdir()
-    assert sorted(p.name for p in folder.iterdir()) == ["hnsw.graph", "vectors.0.f32"]
+    assert sorted(p.name for p in folder.iterdir()) == ["hnsw.graph", "ids.0.i64", "vectors.0.f32"]
     assert db.closed and repr(db).endswith("closed)")
 
 

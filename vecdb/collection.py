@@ -206,9 +206,7 @@ class Collection:
             start = rows.watermark
             n_new = 0 if batch.vectors is None else len(batch.vectors)
             if n_new:
-                rows.store.append(start, batch.vectors)
-                if self._db.durability == "full":
-                    rows.store.sync()
+                rows.append(start, batch.vectors, batch.ids, sync=self._db.durability == "full")
 
             def transaction(txn: Any) -> Tuple[int, List[int]]:
                 seq, tombs = rows.tomb_seq, []
@@ -317,6 +315,7 @@ class Collection:
         rows = self._current()
         if not self._db.readonly:
             rows.store.sync()
+            rows.idcol.sync()
             self._db._env.sync()
             if rows.graph is not None:
                 rows.graph.checkpoint()
@@ -423,8 +422,13 @@ class Collection:
         want_meta, want_doc = "metadata" in fields, "document" in fields
         want_body = want_meta or want_doc
         # public distance: cosine runs as -dot on unit vectors; the score is always -kernel
-        offset = 1.0 if self.metric == "cosine" else 0.0  # cosine runs as -dot on unit vectors
+        offset = 1.0 if self.metric == "cosine" else 0.0
         public = dists + offset if offset else dists
+        if not fields and found.size and found.min() >= 0:  # ids only: the id column suffices
+            int_ids = rows.int_ids(found)
+            if int_ids is not None:
+                return [Results._from_columns(i, d, offset, None, None)
+                        for i, d in zip(int_ids.tolist(), public.tolist())]
         out: List[Results] = []
         with env.read() as txn:
             if not self._check_generation(txn, rows):

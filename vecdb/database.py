@@ -109,6 +109,7 @@ class Database:
             for col in self._collections.values():
                 if not self.readonly and self.durability != "off" and col._rows is not None:
                     col._rows.store.sync()
+                    col._rows.idcol.sync()
                 col._close()
             self._collections.clear()
             if not self.readonly and self.durability != "off":

@@ -3,7 +3,8 @@
 A collection's rows are numbered 0, 1, 2, ... in insertion order; ``vacuum()`` renumbers the
 live ones into a new *generation* with its own folder (``collections/<uuid>`` for generation
 0, ``collections/<uuid>.v<g>`` after). A RowSet holds, for one generation:
-  - the vector segments (storage/segments.py) of its folder;
+  - the vector segments and the int-id column (storage/segments.py) of its folder: a query
+    that returns only ids reads them from the column, without LMDB;
   - the committed watermark W and tombstone count T it has taken in, and the tombstone
     bitset (bit r set: row r is deleted or replaced);
   - the graph index (index/hnsw.py) when the collection uses HNSW, and the flat index.
@@ -31,7 +32,7 @@ from .config import HNSW, IndexConfig
 from .index.flat import FlatIndex
 from .index.hnsw import HnswIndex
 from .storage.catalog import CollectionInfo
-from .storage.segments import SegmentStore
+from .storage.segments import ID_NOT_INT, IDS, SegmentStore
 
 
 def generation_dir(base: str, gen: int) -> str:
@@ -57,6 +58,7 @@ class RowSet:
         self.directory = generation_dir(base_dir, gen)
         self.dim = info.dim
         self.store = SegmentStore(self.directory, info.dim, bytes.fromhex(info.uuid), writable)
+        self.idcol = SegmentStore(self.directory, 1, bytes.fromhex(info.uuid), writable, IDS)
         kernel_metric = "l2" if info.metric == "l2" else "ip"
         self.flat = FlatIndex(kernel_metric)
         self.graph: Optional[HnswIndex] = None
@@ -72,6 +74,7 @@ class RowSet:
     def apply(self, watermark: int, tomb_seq: int, tomb_rows: Sequence[int]) -> None:
         """Takes in committed rows up to watermark and the given new tombstones."""
         self.store.views(watermark)  # maps the new rows (and checks the files hold them)
+        self.idcol.views(watermark)
         with self._lock:
             words = (watermark + 63) // 64
             if words > len(self._deny):
@@ -84,6 +87,22 @@ class RowSet:
                                  np.left_shift(np.uint64(1), rows & np.uint64(63)))
             self.watermark = watermark
             self.tomb_seq = tomb_seq
+
+    def append(self, start: int, vectors: np.ndarray, ids: Sequence[Any], sync: bool) -> None:
+        """Writes rows [start, start + n) past the watermark: vectors and the id column."""
+        self.store.append(start, vectors)
+        column = np.fromiter((i if type(i) is int and i != ID_NOT_INT else ID_NOT_INT
+                              for i in ids), dtype=np.int64, count=len(ids))
+        self.idcol.append(start, column.reshape(-1, 1))
+        if sync:
+            self.store.sync()
+            self.idcol.sync()
+
+    def int_ids(self, rows: np.ndarray) -> Optional[np.ndarray]:
+        """The ids of the given rows (all >= 0) from the id column, or None if one of them is
+        not an int (the caller then reads the records)."""
+        values = self.idcol.read(rows.ravel(), int(rows.max()) + 1).reshape(rows.shape)
+        return None if (values == ID_NOT_INT).any() else values
 
     def open_graph(self) -> None:
         if self.graph is not None:
@@ -126,3 +145,4 @@ class RowSet:
                 self.graph.checkpoint()
             self.graph.close()
         self.store.close()
+        self.idcol.close()

@@ -1,7 +1,8 @@
 """vacuum(): compact a collection's rows into a new generation, dropping tombstoned rows.
 
 Steps, all under the database's write lock:
-  1. copy the live rows, in order, into the segments of a fresh generation folder and fsync;
+  1. copy the live rows (vectors and id column), in order, into a fresh generation folder and
+     fsync;
   2. build the graph over them (parallel) and write its checkpoint there;
   3. one LMDB transaction renumbers every live id and record to its new row, clears the
      tombstone log and stores (W = live, T = 0, G + 1) — the commit point;
@@ -38,7 +39,9 @@ def vacuum(col: "Collection") -> Dict[str, Any]:
         for start in range(0, len(live), COPY_CHUNK_ROWS):
             chunk = live[start:start + COPY_CHUNK_ROWS]
             new.store.append(start, old.store.read(chunk, old.watermark))
+            new.idcol.append(start, old.idcol.read(chunk, old.watermark))
         new.store.sync()
+        new.idcol.sync()
         new.apply(len(live), 0, [])
         if new.graph is not None:
             new.graph.build(new.store.views, len(live))

@@ -1,6 +1,8 @@
-"""Append-only float32 vector segments of one collection, memory-mapped for search.
+"""Append-only row segments of one collection, memory-mapped for search.
 
-A collection's rows live in files ``vectors.<n>.f32``; segment n holds rows
+A collection's vectors live in files ``vectors.<n>.f32`` (float32 rows of dim values) and its
+int ids in ``ids.<n>.i64`` (one int64 per row: the id, or ID_NOT_INT for a str id, whose
+value is then in LMDB); segment n of either holds rows
 [n << shift, (n + 1) << shift). A segment file grows by doubling (fallocate) up to its
 capacity of 1 << shift rows, which is chosen so that a full segment is at most 1 GiB.
 
@@ -13,11 +15,11 @@ File layout (little-endian):
     16      4     dim
     20      4     segment number n
     24      4     shift (log2 of the row capacity)
-    28      4     dtype code (0 = float32)
+    28      4     dtype code (0 = float32, 1 = int64)
     32      16    collection uuid (raw bytes)
     48      4     CRC-32 of bytes [0, 48)
     52..4095      zero
-    4096          rows: row i of the segment at 4096 + i * dim * 4
+    4096          rows: row i of the segment at 4096 + i * dim * itemsize
 
 Invariants:
  1. Rows are only written past the committed watermark W (never over a committed row), so a
@@ -50,14 +52,19 @@ MAX_SEGMENT_BYTES = 1 << 30
 MIN_FILE_ROWS = 256
 
 
-def segment_shift_for(dim: int) -> int:
+ID_NOT_INT = -(2**63)  # ids column: the row's id is a str (or this very int): ask LMDB
+VECTORS = ("vectors", "f32", np.dtype(np.float32), 0)
+IDS = ("ids", "i64", np.dtype(np.int64), 1)
+
+
+def segment_shift_for(row_bytes: int) -> int:
     """log2 of the rows per segment: the largest power of two keeping a segment <= 1 GiB."""
-    rows = max(1, MAX_SEGMENT_BYTES // (dim * 4))
+    rows = max(1, MAX_SEGMENT_BYTES // row_bytes)
     return rows.bit_length() - 1
 
 
-def _header(dim: int, number: int, shift: int, uuid: bytes) -> bytes:
-    head = _HEADER.pack(MAGIC, VERSION, BOM, dim, number, shift, 0, uuid)
+def _header(dim: int, number: int, shift: int, dtype_code: int, uuid: bytes) -> bytes:
+    head = _HEADER.pack(MAGIC, VERSION, BOM, dim, number, shift, dtype_code, uuid)
     return head + _CRC.pack(zlib.crc32(head))
 
 
@@ -82,13 +89,15 @@ class SegmentStore:
     >>> store.close()
     """
 
-    def __init__(self, directory: str, dim: int, uuid: bytes, writable: bool) -> None:
+    def __init__(self, directory: str, dim: int, uuid: bytes, writable: bool,
+                 kind: tuple = VECTORS, shift: Optional[int] = None) -> None:
         self.directory = directory
         self.dim = dim
         self.uuid = uuid
         self.writable = writable
-        self.shift = segment_shift_for(dim)
-        self.row_bytes = dim * 4
+        self.stem, self.ext, self.dtype, self.dtype_code = kind
+        self.row_bytes = dim * self.dtype.itemsize
+        self.shift = segment_shift_for(self.row_bytes) if shift is None else shift
         self._segments: List[_Segment] = []
         self._dirty: set = set()
         self._lock = threading.Lock()
@@ -99,7 +108,7 @@ class SegmentStore:
     # -- files -------------------------------------------------------------------------------
 
     def _path(self, number: int) -> str:
-        return os.path.join(self.directory, f"vectors.{number}.f32")
+        return os.path.join(self.directory, f"{self.stem}.{number}.{self.ext}")
 
     def _open_segment(self, number: int, create: bool) -> _Segment:
         path = self._path(number)
@@ -107,7 +116,7 @@ class SegmentStore:
             os.makedirs(self.directory, exist_ok=True)
             tmp = path + ".tmp"
             fd = os.open(tmp, os.O_RDWR | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o644)
-            os.pwrite(fd, _header(self.dim, number, self.shift, self.uuid), 0)
+            os.pwrite(fd, _header(self.dim, number, self.shift, self.dtype_code, self.uuid), 0)
             os.ftruncate(fd, HEADER_BYTES)
             os.fsync(fd)
             os.close(fd)
@@ -137,7 +146,8 @@ class SegmentStore:
             raise CorruptionError(f"vector segment {path!r} fails its header checksum")
         if version > VERSION:
             raise FormatVersionError(f"vector segment {path!r} has newer format version {version}")
-        if (bom, dim, num, shift, dtype, uuid) != (BOM, self.dim, number, self.shift, 0, self.uuid):
+        if (bom, dim, num, shift, dtype, uuid) != (BOM, self.dim, number, self.shift,
+                                                   self.dtype_code, self.uuid):
             raise CorruptionError(f"vector segment {path!r} does not belong to this collection")
 
     def _segment(self, number: int, create: bool) -> _Segment:
@@ -148,8 +158,8 @@ class SegmentStore:
     # -- writing -----------------------------------------------------------------------------
 
     def append(self, start_row: int, vectors: np.ndarray) -> None:
-        """Writes vectors (float32 [n, dim], C order) at rows [start_row, start_row + n)."""
-        data = memoryview(np.ascontiguousarray(vectors, dtype=np.float32)).cast("B")
+        """Writes rows ([n, dim] of the store's dtype, C order) at [start_row, start_row + n)."""
+        data = memoryview(np.ascontiguousarray(vectors, dtype=self.dtype)).cast("B")
         n = len(vectors)
         cap = 1 << self.shift
         with self._lock:
@@ -191,7 +201,7 @@ class SegmentStore:
     # -- reading -----------------------------------------------------------------------------
 
     def views(self, n_rows: int) -> "tuple[np.ndarray, ...]":
-        """Read-only [rows, dim] float32 views of the segments covering rows [0, n_rows)."""
+        """Read-only [rows, dim] views of the segments covering rows [0, n_rows)."""
         views = self._views
         if n_rows <= self._viewed_rows:
             return views
@@ -223,7 +233,7 @@ class SegmentStore:
                 )
             mm = mmap.mmap(seg.fd, HEADER_BYTES + seg.file_rows * self.row_bytes,
                            access=mmap.ACCESS_READ)
-            seg.view = np.frombuffer(mm, dtype=np.float32, count=seg.file_rows * self.dim,
+            seg.view = np.frombuffer(mm, dtype=self.dtype, count=seg.file_rows * self.dim,
                                      offset=HEADER_BYTES).reshape(seg.file_rows, self.dim)
             if number < len(views):
                 views[number] = seg.view
@@ -234,10 +244,10 @@ class SegmentStore:
         self._viewed_rows = ((len(views) - 1) << self.shift) + len(views[-1])
 
     def read(self, rows: "Sequence[int] | np.ndarray", n_rows: int) -> np.ndarray:
-        """Copies of the given rows (each < n_rows) as float32 [len(rows), dim]."""
+        """Copies of the given rows (each < n_rows) as [len(rows), dim]."""
         views = self.views(n_rows)
         rows = np.asarray(rows, dtype=np.int64)
-        out = np.empty((len(rows), self.dim), dtype=np.float32)
+        out = np.empty((len(rows), self.dim), dtype=self.dtype)
         segment_of = rows >> self.shift
         for number in np.unique(segment_of):
             picked = segment_of == number
