@@ -424,11 +424,11 @@ class Collection:
         # public distance: cosine runs as -dot on unit vectors; the score is always -kernel
         offset = 1.0 if self.metric == "cosine" else 0.0
         public = dists + offset if offset else dists
-        if not fields and found.size and found.min() >= 0:  # ids only: the id column suffices
-            int_ids = rows.int_ids(found)
+        if not fields and len(found) == 1:  # one query, ids only: the id column suffices
+            qrows = found[0].tolist()
+            int_ids = rows.int_ids(qrows) if qrows and qrows[-1] >= 0 else None
             if int_ids is not None:
-                return [Results._from_columns(i, d, offset, None, None)
-                        for i, d in zip(int_ids.tolist(), public.tolist())]
+                return [Results._from_columns(int_ids, public[0].tolist(), offset, None, None)]
         out: List[Results] = []
         with env.read() as txn:
             if not self._check_generation(txn, rows):

@@ -24,7 +24,7 @@ import glob
 import os
 import shutil
 import threading
-from typing import Any, Dict, Optional, Sequence, Tuple
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -98,11 +98,18 @@ class RowSet:
             self.store.sync()
             self.idcol.sync()
 
-    def int_ids(self, rows: np.ndarray) -> Optional[np.ndarray]:
-        """The ids of the given rows (all >= 0) from the id column, or None if one of them is
-        not an int (the caller then reads the records)."""
-        values = self.idcol.read(rows.ravel(), int(rows.max()) + 1).reshape(rows.shape)
-        return None if (values == ID_NOT_INT).any() else values
+    def int_ids(self, rows: List[int]) -> Optional[List[int]]:
+        """The ids of the given rows (all in [0, W)) from the id column, or None if one of
+        them is not an int (the caller then reads the records)."""
+        column = self.idcol.scalars(self.watermark)
+        shift = self.idcol.shift
+        if len(column) == 1:
+            first = column[0]
+            ids = [first[r] for r in rows]
+        else:
+            mask = (1 << shift) - 1
+            ids = [column[r >> shift][r & mask] for r in rows]
+        return None if ID_NOT_INT in ids else ids
 
     def open_graph(self) -> None:
         if self.graph is not None:

@@ -210,14 +210,17 @@ _FAST_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 def queries(value: Any, dim: int, *, normalize: bool) -> Tuple[np.ndarray, bool]:
     """(float32 [nq, dim], was_1d) for a query vector or a batch of them."""
     if type(value) is np.ndarray and value.shape == (dim,) and value.dtype in _FAST_DTYPES:
-        q = value.astype(np.float32).reshape(1, dim)  # fast path: one float vector (a copy)
-        if not math.isfinite(float(q.sum())) and not np.isfinite(q).all():  # finite sum: all are
+        # fast path for one float vector: three numpy calls (a query pays for each)
+        q = np.array(value, dtype=np.float32, ndmin=2)
+        norm2 = float(np.dot(q[0], q[0]))  # finite iff every value is (barring overflow)
+        if not math.isfinite(norm2) and not np.isfinite(q).all():
             raise InvalidVectorError("query[0]: contains NaN or infinity")
         if normalize:
-            norm = math.sqrt(float(np.dot(q[0], q[0])))
-            if not norm > 0:
+            if not norm2 > 0 or not math.isfinite(norm2):
+                norm2 = float(np.dot(q[0].astype(np.float64), q[0].astype(np.float64)))
+            if not norm2 > 0:
                 raise InvalidVectorError("query[0]: zero vector has no direction under cosine")
-            q *= 1.0 / norm
+            q *= 1.0 / math.sqrt(norm2)
         return q, True
     try:
         arr = np.asarray(value)

@@ -103,6 +103,7 @@ class SegmentStore:
         self._lock = threading.Lock()
         self._views: "tuple[np.ndarray, ...]" = ()
         self._viewed_rows = 0
+        self._scalars: Optional[tuple] = None
         self._closed = False
 
     # -- files -------------------------------------------------------------------------------
@@ -242,6 +243,15 @@ class SegmentStore:
         self._views = tuple(views)
         # every segment but the last is mapped whole (cap rows), so coverage is contiguous
         self._viewed_rows = ((len(views) - 1) << self.shift) + len(views[-1])
+
+    def scalars(self, n_rows: int) -> "tuple[memoryview, ...]":
+        """For a one-value-per-row store: flat memoryviews of the segments covering rows
+        [0, n_rows), for plain-Python indexing (cheaper than numpy for a few rows)."""
+        views = self.views(n_rows)
+        cached = self._scalars
+        if cached is None or cached[0] is not views:
+            cached = self._scalars = (views, tuple(memoryview(v.reshape(-1)) for v in views))
+        return cached[1]
 
     def read(self, rows: "Sequence[int] | np.ndarray", n_rows: int) -> np.ndarray:
         """Copies of the given rows (each < n_rows) as [len(rows), dim]."""
