@@ -29,6 +29,7 @@
 
 #include "bitset_int.h"
 #include "distance_int.h"
+#include "rows_int.h"
 #include "threads_int.h"
 #include "topk.h"
 #include "vecdb.h"
@@ -247,15 +248,7 @@ static int check_args(int metric, const vdb_rows *rows, const float *queries, si
         return VDB_ERR_INVALID;
     if (k != 0 && nq > SIZE_MAX / k) return VDB_ERR_INVALID;
     if (nq > SIZE_MAX / sizeof(float) / rows->dim) return VDB_ERR_INVALID;
-    if (rows->n_rows == 0) return VDB_OK;
-    if (rows->segments == NULL || rows->segment_shift >= sizeof(size_t) * CHAR_BIT ||
-        rows->n_rows > (size_t)INT64_MAX)
-        return VDB_ERR_INVALID;
-    size_t needed = ((rows->n_rows - 1) >> rows->segment_shift) + 1;
-    if (rows->n_segments < needed) return VDB_ERR_INVALID;
-    for (size_t s = 0; s < needed; s++)
-        if (rows->segments[s] == NULL) return VDB_ERR_INVALID;
-    return VDB_OK;
+    return rows_check(rows, (size_t)INT64_MAX, sizeof(size_t) * CHAR_BIT);
 }
 
 int vdb_flat_search(int simd, int metric, const vdb_rows *rows, const float *queries, size_t nq,

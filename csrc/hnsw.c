@@ -20,6 +20,7 @@
 #include <string.h>
 
 #include "hnsw_int.h"
+#include "rows_int.h"
 
 void hnsw_add_mem(const vdb_hnsw *g, size_t bytes) {
     __atomic_fetch_add(&((vdb_hnsw *)g)->mem_bytes, bytes, __ATOMIC_RELAXED);
@@ -296,15 +297,7 @@ void hnsw_ctx_put(const vdb_hnsw *cg, hnsw_ctx *c) {
 
 int hnsw_check_rows(const vdb_hnsw *g, const vdb_rows *rows) {
     if (g == NULL || rows == NULL || rows->dim != g->dim) return VDB_ERR_INVALID;
-    if (rows->n_rows == 0) return VDB_OK;
-    if (rows->n_rows > HNSW_MAX_NODES || rows->segments == NULL ||
-        rows->segment_shift >= 32)
-        return VDB_ERR_INVALID;
-    size_t needed = ((rows->n_rows - 1) >> rows->segment_shift) + 1;
-    if (rows->n_segments < needed) return VDB_ERR_INVALID;
-    for (size_t s = 0; s < needed; s++)
-        if (rows->segments[s] == NULL) return VDB_ERR_INVALID;
-    return VDB_OK;
+    return rows_check(rows, HNSW_MAX_NODES, 32);
 }
 
 void hnsw_view_init(hnsw_view *v, const vdb_hnsw *g, const vdb_rows *rows) {
