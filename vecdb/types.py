@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any, Dict, List, Literal, Optional, Sequence, Union
+from typing import Dict, List, Literal, Union
 
 Metric = Literal["cosine", "ip", "l2"]
 Durability = Literal["full", "normal", "off"]
@@ -17,5 +17,4 @@ DURABILITIES = ("full", "normal", "off")
 INCLUDE_FIELDS = ("metadata", "document", "vector")
 DEFAULT_INCLUDE = ("metadata", "document")
 
-__all__ = ["Metric", "Durability", "IncludeField", "Id", "Scalar", "MetadataValue", "Metadata",
-           "Any", "Optional", "Sequence"]
+__all__ = ["Metric", "Durability", "IncludeField", "Id", "Scalar", "MetadataValue", "Metadata"]

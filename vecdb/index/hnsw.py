@@ -247,12 +247,3 @@ class HnswIndex:
         with self._lock:
             self._graph = None
             self._nodes = 0
-
-
-def remove_checkpoint(directory: str) -> None:
-    """Deletes the checkpoint of a collection folder (used when rows are renumbered)."""
-    try:
-        os.remove(os.path.join(directory, GRAPH_FILE))
-    except FileNotFoundError:
-        pass
-

@@ -60,8 +60,3 @@ def pack_state(watermark: int, tomb_seq: int, generation: int) -> bytes:
 def unpack_state(value: bytes) -> "tuple[int, int, int]":
     """(watermark W, tombstone count T, generation G) of a collection."""
     return _STATE.unpack(value)
-
-
-def prefix_end(prefix: bytes) -> bytes:
-    """The smallest key greater than every key starting with prefix (prefix is never all 0xff)."""
-    return (int.from_bytes(prefix, "big") + 1).to_bytes(len(prefix), "big")
