@@ -1,8 +1,8 @@
 /*
  * distance_avx2.c -- float32 kernels for VDB_SIMD_AVX2 (AVX2 + FMA, 8 lanes).
  *
- * Compiled on x86-64 only, with per-function target attributes (never -march=native), so the
- * rest of the build stays baseline x86-64; vdb_kernels_for hands this table out only when
+ * Compiled on x86-64 only, with per-function target attributes (no -march flag for the build
+ * machine), so the rest of the build stays baseline x86-64; vdb_kernels_for hands this table out only when
  * __builtin_cpu_supports reports avx2 and fma.
  *
  * Invariants: see distance_int.h. Vector loops use unaligned loads and enough independent

@@ -1,7 +1,8 @@
 /*
  * distance_avx512.c -- float32 kernels for VDB_SIMD_AVX512 (AVX-512F, 16 lanes).
  *
- * Compiled on x86-64 only, with per-function target attributes (never -march=native);
+ * Compiled on x86-64 only, with per-function target attributes (no -march flag for the build
+ * machine);
  * vdb_kernels_for hands this table out only when __builtin_cpu_supports reports avx512f (which
  * libgcc sets only if the OS also saves the zmm state). Same structure as distance_avx2.c with
  * twice the lane count, so the two files can be reviewed side by side.
