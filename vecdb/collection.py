@@ -423,12 +423,15 @@ class Collection:
         want_body = want_meta or want_doc
         # public distance: cosine runs as -dot on unit vectors; the score is always -kernel
         offset = 1.0 if self.metric == "cosine" else 0.0
-        public = dists + offset if offset else dists
         if not fields and len(found) == 1:  # one query, ids only: the id column suffices
             qrows = found[0].tolist()
             int_ids = rows.int_ids(qrows) if qrows and qrows[-1] >= 0 else None
             if int_ids is not None:
-                return [Results._from_columns(int_ids, public[0].tolist(), offset, None, None)]
+                qdists = dists[0].tolist()
+                if offset:
+                    qdists = [d + offset for d in qdists]
+                return [Results._from_columns(int_ids, qdists, offset, None, None)]
+        public = dists + offset if offset else dists
         out: List[Results] = []
         with env.read() as txn:
             if not self._check_generation(txn, rows):

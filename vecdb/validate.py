@@ -16,7 +16,7 @@ import numpy as np
 from .errors import (DimensionMismatchError, DuplicateIdError, InvalidArgumentError,
                      InvalidIdError, InvalidMetadataError, InvalidVectorError)
 from .storage import keys
-from .types import INCLUDE_FIELDS
+from .types import DEFAULT_INCLUDE, INCLUDE_FIELDS
 
 _SCALARS = (str, int, float, bool, type(None))
 _INCLUDE_ALIASES = {"metadatas": "metadata", "documents": "document", "vectors": "vector",
@@ -236,6 +236,8 @@ def queries(value: Any, dim: int, *, normalize: bool) -> Tuple[np.ndarray, bool]
 
 
 def positive_int(value: Any, name: str) -> int:
+    if type(value) is int and value >= 1:  # fast path
+        return value
     if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
         raise InvalidArgumentError(f"{name}: expected an int >= 1, got {_short(value)}")
     return int(value)
@@ -246,6 +248,8 @@ def k(value: Any) -> int:
 
 
 def include(value: Any) -> Tuple[str, ...]:
+    if type(value) is tuple and (value == () or value == DEFAULT_INCLUDE):  # common, valid
+        return value
     if isinstance(value, str):
         value = (value,)
     items = _as_list(value, "include")
@@ -277,6 +281,8 @@ def dim(value: Any) -> int:
 
 
 def non_negative_int(value: Any, name: str, allow_none: bool = False) -> Optional[int]:
+    if type(value) is int and value >= 0:  # fast path
+        return value
     if value is None and allow_none:
         return None
     if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 0:

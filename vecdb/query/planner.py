@@ -42,7 +42,7 @@ def search(flat: FlatIndex, graph: Optional[HnswIndex], views: Callable[[int], S
         return rows, dists, Plan("exact", None)
     ef = max(ef, k)
     rows, dists = graph.search(views, n_rows, queries, k, ef=ef, deny=deny, n_threads=n_threads)
-    if rows[:, -1].min() >= 0:
+    if (rows[0, -1] >= 0) if len(rows) == 1 else (rows[:, -1].min() >= 0):  # all k found
         return rows, dists, Plan("hnsw", ef)
     short = np.flatnonzero(rows[:, -1] < 0)
     if len(short):
