@@ -324,3 +324,29 @@ def test_queries_and_gets_while_vacuuming(db_path, graph_always):
 
     during(delete_and_vacuum, read)
     db.close()
+
+
+def test_reader_starts_over_when_a_vacuum_removes_files_under_it(db_path, monkeypatch):
+    from vecdb.storage import segments
+    monkeypatch.setattr(segments, "MAX_SEGMENT_BYTES", 64 * 4 * 4)  # 64 rows of dim 4
+    X, _ = clustered_vectors(100, 4, seed=14)
+    with vecdb.open(db_path, auto_vacuum=None) as db:
+        col = db.create_collection("c", dim=4, metric="l2")
+        col.add(ids=list(range(50)), vectors=X[:50])
+        with vecdb.open(db_path, readonly=True) as ro:
+            rcol = ro.get_collection("c")
+            assert rcol.count() == 50
+            col.add(ids=list(range(50, 100)), vectors=X[50:])  # opens vectors.1.f32
+            original = segments.SegmentStore._open_segment
+
+            def vacuum_first(store, number, create):
+                if not create and store is rcol._rows.store and number == 1:
+                    monkeypatch.setattr(segments.SegmentStore, "_open_segment", original)
+                    col.delete(list(range(10)))
+                    col.vacuum()  # deletes the generation-0 folder the reader is about to read
+                return original(store, number, create)
+
+            monkeypatch.setattr(segments.SegmentStore, "_open_segment", vacuum_first)
+            assert rcol.count() == 90
+            assert rcol.stats()["generation"] == 1
+            assert rcol.query(X[70], k=1)[0].id == 70

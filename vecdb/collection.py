@@ -39,7 +39,7 @@ from typing import (TYPE_CHECKING, Any, Callable, Dict, Iterator, List, Optional
 import numpy as np
 
 from . import validate
-from .errors import CollectionNotFoundError, IdExistsError, IdNotFoundError
+from .errors import CollectionNotFoundError, CorruptionError, IdExistsError, IdNotFoundError
 from .config import HNSW, index_from_dict
 from .query import planner
 from .rowset import RowSet, remove_generation_dirs
@@ -117,7 +117,25 @@ class Collection:
 
     def _load_state(self) -> None:
         """Takes in W, T, G and new tombstones from LMDB (at open, and for read-only handles
-        before each operation); a new generation gets a new RowSet."""
+        before each operation); a new generation gets a new RowSet.
+
+        A vacuum in another process may delete the old generation's files between the read
+        of the state and the opening of a new segment file: then the generation has moved
+        on, and the state is read again.
+        """
+        for attempt in range(3):
+            try:
+                return self._take_state()
+            except CorruptionError:
+                if attempt == 2 or not self._generation_moved():
+                    raise
+
+    def _generation_moved(self) -> bool:
+        rows = self._rows
+        with self._db._env.read() as txn:
+            return rows is not None and not self._check_generation(txn, rows)
+
+    def _take_state(self) -> None:
         env = self._db._env
         rows = self._rows
         with env.read() as txn:
