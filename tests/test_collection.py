@@ -194,6 +194,9 @@ def test_ids_only_queries_read_the_id_column(db):
     col = db.create_collection("c", dim=2, metric="l2")
     col.add(ids=[-2**63, 2**63 - 1, 0, 7], vectors=[[0, 0], [1, 0], [2, 0], [3, 0]])
     assert col.query([0, 0], k=4, include=()).ids.tolist() == [-2**63, 2**63 - 1, 0, 7]
+    batch = col.query([[0, 0], [3, 0]], k=2, include=())
+    assert [r.ids.tolist() for r in batch] == [[-2**63, 2**63 - 1], [7, 0]]
+    assert batch[1].distances.tolist() == [0.0, 1.0]
     col.add(ids=["s"], vectors=[[0.5, 0]])  # a str id: read from the record instead
     res = col.query([0, 0], k=3, include=())
     assert res.ids.tolist() == [-2**63, "s", 2**63 - 1] and res[1].metadata is None

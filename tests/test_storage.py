@@ -82,21 +82,23 @@ def test_lmdb_map_grows_transparently(db_path, monkeypatch):
         assert col.count() == 1200 and col.get(ids=[1199])[0].document == doc
 
 
+def _put_raw(path, table: bytes, key: bytes, value: bytes) -> None:
+    """Writes one key straight into a sub-database of the LMDB environment at path."""
+    env = lmdb.open(str(path), max_dbs=8)
+    with env.begin(write=True, db=env.open_db(table)) as txn:
+        txn.put(key, value)
+    env.close()
+
+
 def test_newer_format_is_refused(db_path):
     vecdb.open(db_path).close()
-    env = lmdb.open(str(db_path), max_dbs=8)
-    with env.begin(write=True, db=env.open_db(b"meta")) as txn:
-        txn.put(b"format_version", b"999")
-    env.close()
+    _put_raw(db_path, b"meta", b"format_version", b"999")
     with pytest.raises(errors.FormatVersionError, match="999"):
         vecdb.open(db_path)
 
 
 def test_foreign_lmdb_is_refused(tmp_path):
-    env = lmdb.open(str(tmp_path), max_dbs=8)
-    with env.begin(write=True, db=env.open_db(b"catalog")) as txn:
-        txn.put(b"x", b"y")
-    env.close()
+    _put_raw(tmp_path, b"catalog", b"x", b"y")
     with pytest.raises(errors.CorruptionError, match="not a vecdb database"):
         vecdb.open(tmp_path)
 

@@ -2,7 +2,7 @@
 
 A collection's state is split the way DESIGN.md §3 says:
   - LMDB (source of truth): id -> row, row -> record (id, metadata, document), the tombstone
-    log (sequence -> row) and the state (watermark W, tombstone count T);
+    log (sequence -> row) and the state (watermark W, tombstone count T, generation G);
   - segment files: the float32 rows [0, W) (rows past W are leftovers of an interrupted
     write and are ignored), and the graph checkpoint, in the folder of the current row
     generation (rowset.py; vacuum() renumbers rows into a new generation);
@@ -332,8 +332,7 @@ class Collection:
         graph checkpoint if the graph changed."""
         rows = self._current()
         if not self._db.readonly:
-            rows.store.sync()
-            rows.idcol.sync()
+            rows.sync()
             self._db._env.sync()
             if rows.graph is not None:
                 rows.graph.checkpoint()
@@ -441,14 +440,10 @@ class Collection:
         want_body = want_meta or want_doc
         # public distance: cosine runs as -dot on unit vectors; the score is always -kernel
         offset = 1.0 if self.metric == "cosine" else 0.0
-        if not fields and len(found) == 1:  # one query, ids only: the id column suffices
-            qrows = found[0].tolist()
-            int_ids = rows.int_ids(qrows) if qrows and qrows[-1] >= 0 else None
-            if int_ids is not None:
-                qdists = dists[0].tolist()
-                if offset:
-                    qdists = [d + offset for d in qdists]
-                return [Results._from_columns(int_ids, qdists, offset, None, None)]
+        if not fields:  # ids only: the id column suffices when every id is an int
+            results = self._hits_from_id_column(rows, found, dists, offset)
+            if results is not None:
+                return results
         public = dists + offset if offset else dists
         out: List[Results] = []
         with env.read() as txn:
@@ -477,6 +472,20 @@ class Collection:
                                                  docs if want_doc else None, vectors))
         return out
 
+    @staticmethod
+    def _hits_from_id_column(rows: RowSet, found: np.ndarray, dists: np.ndarray,
+                             offset: float) -> Optional[List[Results]]:
+        """Results with ids read from the id column (no LMDB), or None if a hit has a str id.
+        Consistent without a transaction: the column belongs to rows' generation."""
+        per_query = []
+        for qrows, qdists in zip(found.tolist(), dists.tolist()):
+            n = len(qrows) if not qrows or qrows[-1] >= 0 else qrows.index(-1)
+            int_ids = rows.int_ids(qrows[:n]) if n else []
+            if int_ids is None:
+                return None
+            per_query.append((int_ids, [d + offset for d in qdists[:n]] if offset else qdists[:n]))
+        return [Results._from_columns(i, d, offset, None, None) for i, d in per_query]
+
     def _maybe_vacuum(self) -> None:
         """Runs vacuum() when tombstones pass the database's auto_vacuum share."""
         share, rows = self._db.auto_vacuum, self._rows
@@ -504,10 +513,11 @@ class Collection:
         rows = self._current()
         return {"name": self.name, "dim": self.dim, "metric": self.metric, **rows.stats()}
 
-    def _close(self, dropped: bool = False) -> None:
+    def _close(self, dropped: bool = False, sync: bool = False) -> None:
         self._dropped = self._dropped or dropped
         if self._rows is not None:
-            self._rows.close(checkpoint=not self._dropped and not self._db.readonly)
+            keep = not self._dropped and not self._db.readonly
+            self._rows.close(checkpoint=keep, sync=keep and sync)
 
 
 def _read_vectors(rows: RowSet, row_numbers: List[int]) -> np.ndarray:

@@ -107,10 +107,7 @@ class Database:
                 return
             self._closed = True
             for col in self._collections.values():
-                if not self.readonly and self.durability != "off" and col._rows is not None:
-                    col._rows.store.sync()
-                    col._rows.idcol.sync()
-                col._close()
+                col._close(sync=self.durability != "off")
             self._collections.clear()
             if not self.readonly and self.durability != "off":
                 self._env.sync()

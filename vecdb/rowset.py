@@ -95,8 +95,12 @@ class RowSet:
                               for i in ids), dtype=np.int64, count=len(ids))
         self.idcol.append(start, column.reshape(-1, 1))
         if sync:
-            self.store.sync()
-            self.idcol.sync()
+            self.sync()
+
+    def sync(self) -> None:
+        """Makes every appended row durable (vectors and id column)."""
+        self.store.sync()
+        self.idcol.sync()
 
     def int_ids(self, rows: List[int]) -> Optional[List[int]]:
         """The ids of the given rows (all in [0, W)) from the id column, or None if one of
@@ -146,7 +150,11 @@ class RowSet:
                 "segments": len(self.store.views(watermark)) if watermark else 0,
                 "index": index}
 
-    def close(self, checkpoint: bool) -> None:
+    def close(self, checkpoint: bool, sync: bool = False) -> None:
+        """Closes the files; sync first makes the appended rows durable, checkpoint writes the
+        graph if it changed."""
+        if sync:
+            self.sync()
         if self.graph is not None:
             if checkpoint:
                 self.graph.checkpoint()

@@ -40,8 +40,7 @@ def vacuum(col: "Collection") -> Dict[str, Any]:
             chunk = live[start:start + COPY_CHUNK_ROWS]
             new.store.append(start, old.store.read(chunk, old.watermark))
             new.idcol.append(start, old.idcol.read(chunk, old.watermark))
-        new.store.sync()
-        new.idcol.sync()
+        new.sync()
         new.apply(len(live), 0, [])
         if new.graph is not None:
             new.graph.build(new.store.views, len(live))

@@ -145,8 +145,7 @@ class HnswIndex:
         with self._lock:
             # the old graph is only dropped, not freed: searches still running hold a
             # reference, and the C graph is freed (ffi.gc) when the last of them returns
-            self._graph = _native.Hnsw.new(self.dim, self.kernel_metric, m=self.config.m,
-                                           ef_construction=self.config.ef_construction)
+            self._graph = self._new_graph()
             self._nodes = 0
             self._saved_nodes = -1  # whatever is on disk is stale
             self._damage = None
@@ -174,16 +173,18 @@ class HnswIndex:
 
     def _extend(self, views: Views, n_rows: int) -> None:
         if self._graph is None:
-            self._graph = _native.Hnsw.new(self.dim, self.kernel_metric, m=self.config.m,
-                                           ef_construction=self.config.ef_construction)
-        if self._graph.n_nodes < n_rows:
+            self._graph, self._nodes = self._new_graph(), 0
+        if self._nodes < n_rows:
             self._graph.add(views(n_rows), self.shift, n_rows)
-        self._nodes = self._graph.n_nodes
+            self._nodes = self._graph.n_nodes
+
+    def _new_graph(self) -> "_native.Hnsw":
+        return _native.Hnsw.new(self.dim, self.kernel_metric, m=self.config.m,
+                                ef_construction=self.config.ef_construction)
 
     def _tail_is_large(self) -> bool:
-        nodes = self._graph.n_nodes if self._graph else 0
-        tail = nodes - max(self._saved_nodes, 0)
-        return tail >= max(CHECKPOINT_MIN_TAIL, CHECKPOINT_TAIL_SHARE * nodes)
+        tail = self._nodes - max(self._saved_nodes, 0)
+        return tail >= max(CHECKPOINT_MIN_TAIL, CHECKPOINT_TAIL_SHARE * self._nodes)
 
     # -- search ------------------------------------------------------------------------------
 
@@ -205,7 +206,7 @@ class HnswIndex:
     def checkpoint(self) -> bool:
         """Writes the checkpoint if the graph changed since the last one; True if written."""
         with self._lock:
-            if not self.writable or self._graph is None or self._graph.n_nodes == self._saved_nodes:
+            if not self.writable or self._graph is None or self._nodes == self._saved_nodes:
                 return False
             self._write_checkpoint()
             return True
@@ -231,14 +232,14 @@ class HnswIndex:
                 os.fsync(dfd)
             finally:
                 os.close(dfd)
-        self._saved_nodes = graph.n_nodes
+        self._saved_nodes = self._nodes
 
     # -- lifecycle ---------------------------------------------------------------------------
 
     def stats(self) -> Dict[str, Any]:
         graph = self._graph
         return {"type": "hnsw", "m": self.config.m, "ef_construction": self.config.ef_construction,
-                "ef_search": self.config.ef_search, "nodes": graph.n_nodes if graph else 0,
+                "ef_search": self.config.ef_search, "nodes": self._nodes if graph else 0,
                 "checkpoint_nodes": max(self._saved_nodes, 0),
                 "graph_bytes": graph.memory_bytes if graph else 0, "rebuilds": self.rebuilds}
 
