@@ -40,6 +40,14 @@ def _as_list(value: Any, name: str) -> list:
     )
 
 
+def _int64(value: Any, where: str, error: type, what: str) -> int:
+    """int(value), which must fit a signed 64-bit integer (else error naming where)."""
+    value = int(value)
+    if not keys.INT_ID_MIN <= value <= keys.INT_ID_MAX:
+        raise error(f"{where}: {what} {value} is outside the signed 64-bit range")
+    return value
+
+
 def check_id(value: Any, where: str) -> "int | str":
     kind = type(value)
     if kind is str and len(value) <= keys.MAX_STR_ID_BYTES // 4:  # fast path: surely short
@@ -55,10 +63,7 @@ def check_id(value: Any, where: str) -> "int | str":
             )
         return value
     if isinstance(value, numbers.Integral):
-        value = int(value)
-        if not keys.INT_ID_MIN <= value <= keys.INT_ID_MAX:
-            raise InvalidIdError(f"{where}: int id {value} is outside the signed 64-bit range")
-        return value
+        return _int64(value, where, InvalidIdError, "int id")
     raise InvalidIdError(
         f"{where}: ids must be str or int, got {type(value).__name__} {_short(value)}"
     )
@@ -136,10 +141,7 @@ def _metadata_value(v: Any, where: str, in_list: bool = False) -> Any:
     if isinstance(v, str) or v is None:
         return v
     if isinstance(v, numbers.Integral):
-        v = int(v)
-        if not keys.INT_ID_MIN <= v <= keys.INT_ID_MAX:
-            raise InvalidMetadataError(f"{where}: int {v} is outside the signed 64-bit range")
-        return v
+        return _int64(v, where, InvalidMetadataError, "int")
     if isinstance(v, numbers.Real):
         v = float(v)
         if not math.isfinite(v):
