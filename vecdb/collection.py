@@ -31,6 +31,7 @@ Invariants:
 
 from __future__ import annotations
 
+import time
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import (TYPE_CHECKING, Any, Callable, Dict, Iterator, List, Optional, Sequence,
@@ -39,15 +40,19 @@ from typing import (TYPE_CHECKING, Any, Callable, Dict, Iterator, List, Optional
 import numpy as np
 
 from . import validate
-from .errors import CollectionNotFoundError, CorruptionError, IdExistsError, IdNotFoundError
+from .errors import (CollectionNotFoundError, CorruptionError, IdExistsError, IdNotFoundError,
+                     InvalidArgumentError)
 from .config import HNSW, index_from_dict
-from .query import planner
+from .index.filter_columns import GenerationMoved
+from .query import filters, planner
+from .query.selection import Selection, select
 from .rowset import RowSet, remove_generation_dirs
 from .vacuum import vacuum
+from . import reads
 from .results import Record, Results
 from .storage import keys, records
 from .storage.catalog import CollectionInfo
-from .types import DEFAULT_INCLUDE, Id, Metadata
+from .types import DEFAULT_INCLUDE, Id, Metadata, Where, WhereDocument
 
 AUTO_VACUUM_MIN_ROWS = 1024  # fewer tombstones than this never trigger auto_vacuum
 
@@ -143,9 +148,10 @@ class Collection:
             if raw is None:
                 self._dropped = True
                 raise CollectionNotFoundError(f"collection {self.name!r} was dropped")
-            watermark, tomb_seq, gen = keys.unpack_state(raw)
+            watermark, tomb_seq, gen, edit_seq = keys.unpack_state(raw)
             fresh = rows is None or rows.gen != gen
-            if not fresh and watermark == rows.watermark and tomb_seq == rows.tomb_seq:
+            if not fresh and watermark == rows.watermark and tomb_seq == rows.tomb_seq and \
+                    edit_seq == rows.edit_seq:
                 return
             seen = 0 if fresh else rows.tomb_seq
             new_tombs = []
@@ -161,11 +167,11 @@ class Collection:
                 remove_generation_dirs(self._base_dir, keep=gen)  # an interrupted vacuum's
             rows = RowSet(self._base_dir, self._info, self._config, gen,
                           writable=not self._db.readonly, fsync=self._db.durability != "off")
-            rows.apply(watermark, tomb_seq, new_tombs)
+            rows.apply(watermark, tomb_seq, new_tombs, edit_seq)
             rows.open_graph()
             self._rows = rows
         else:
-            rows.apply(watermark, tomb_seq, new_tombs)
+            rows.apply(watermark, tomb_seq, new_tombs, edit_seq)
 
     def _current(self) -> RowSet:
         """The RowSet as of now, refreshed from LMDB for read-only handles."""
@@ -178,8 +184,7 @@ class Collection:
 
     def _check_generation(self, txn: Any, rows: RowSet) -> bool:
         """True if rows is still the current generation, as seen by txn (invariant 4)."""
-        raw = txn.get(self._prefix, db=self._db._env.dbs["state"])
-        return raw is not None and keys.unpack_state(raw)[2] == rows.gen
+        return reads.generation_is(txn, self._db._env, self._prefix, rows.gen)
 
     # -- writes ------------------------------------------------------------------------------
 
@@ -226,8 +231,8 @@ class Collection:
             if n_new:
                 rows.append(start, batch.vectors, batch.ids, sync=self._db.durability == "full")
 
-            def transaction(txn: Any) -> Tuple[int, List[int]]:
-                seq, tombs = rows.tomb_seq, []
+            def transaction(txn: Any) -> Tuple[int, List[int], int]:
+                seq, tombs, edits = rows.tomb_seq, [], rows.edit_seq
                 if record_for is None:
                     for i, key in enumerate(batch.keys):
                         if not txn.put(key, keys.pack_u64(start + i), db=dbs["ids"],
@@ -248,13 +253,16 @@ class Collection:
                         new = keys.pack_u64(start + i)
                         txn.put(key, new, db=dbs["ids"])
                         txn.put(prefix + new, record, db=dbs["rows"])
-                    else:
+                    else:  # in place: logged for the filter columns
                         txn.put(old_key, record, db=dbs["rows"])
-                txn.put(prefix, keys.pack_state(start + n_new, seq, rows.gen), db=dbs["state"])
-                return seq, tombs
+                        txn.put(keys.row_key(prefix, edits), old, db=dbs["edits"])
+                        edits += 1
+                txn.put(prefix, keys.pack_state(start + n_new, seq, rows.gen, edits),
+                        db=dbs["state"])
+                return seq, tombs, edits
 
-            seq, tombs = env.write(transaction, sync=self._db.durability == "full")
-            rows.apply(start + n_new, seq, tombs)
+            seq, tombs, edits = env.write(transaction, sync=self._db.durability == "full")
+            rows.apply(start + n_new, seq, tombs, edits)
             if n_new:
                 rows.extend_graph()
             if tombs:
@@ -301,28 +309,52 @@ class Collection:
 
         self._commit(batch, record_for)
 
-    def delete(self, ids: Sequence[Id]) -> int:
-        """Deletes the given ids (unknown ids are ignored); returns how many were deleted."""
-        id_list = validate.ids(ids, allow_empty=True)
-        if not id_list:
+    def delete(self, ids: Optional[Sequence[Id]] = None, *, where: Optional[Where] = None,
+               where_document: Optional[WhereDocument] = None) -> int:
+        """Deletes the given ids and/or the items matching the filters (both given: the ids
+        that match); unknown ids are ignored. Returns how many were deleted.
+
+        >>> col.delete(where={"year": {"$lt": 2000}})  # doctest: +SKIP
+        3
+        """
+        node = filters.parse(where, where_document)
+        id_list = None if ids is None else validate.ids(ids, allow_empty=True)
+        if id_list is None and node == filters.ALL:
+            raise InvalidArgumentError(
+                "delete: give ids, or a non-empty where / where_document (to delete every "
+                "item, use db.drop_collection)")
+        if id_list is not None and not id_list:
             return 0
-        id_keys = [keys.id_key(self._prefix, i) for i in id_list]
+        id_keys = None if id_list is None else [keys.id_key(self._prefix, i) for i in id_list]
         with self._writing():
-            env, dbs, rows = self._db._env, self._db._env.dbs, self._rows
+            env, dbs, rows, prefix = self._db._env, self._db._env.dbs, self._rows, self._prefix
+            selection = None if node == filters.ALL else select(env, prefix, rows, node)
 
             def transaction(txn: Any) -> Tuple[int, List[int]]:
                 seq, tombs = rows.tomb_seq, []
-                for key in id_keys:
-                    old = txn.pop(key, db=dbs["ids"])
-                    if old is not None:
+                if id_keys is not None:
+                    for key in id_keys:
+                        old = txn.get(key, db=dbs["ids"])
+                        if old is None or (selection is not None and
+                                           not selection.contains(keys.unpack_u64(old))):
+                            continue
+                        txn.delete(key, db=dbs["ids"])
                         seq = self._tombstone(txn, old, seq, tombs)
+                else:
+                    for row in selection.rows().tolist():
+                        old = keys.pack_u64(row)
+                        record = txn.get(prefix + old, db=dbs["rows"])
+                        if record is not None:
+                            txn.delete(keys.id_key(prefix, records.decode_id(record)),
+                                       db=dbs["ids"])
+                            seq = self._tombstone(txn, old, seq, tombs)
                 if tombs:
-                    txn.put(self._prefix, keys.pack_state(rows.watermark, seq, rows.gen),
-                            db=dbs["state"])
+                    txn.put(prefix, keys.pack_state(rows.watermark, seq, rows.gen,
+                                                    rows.edit_seq), db=dbs["state"])
                 return seq, tombs
 
             seq, tombs = env.write(transaction, sync=self._db.durability == "full")
-            rows.apply(rows.watermark, seq, tombs)
+            rows.apply(rows.watermark, seq, tombs, rows.edit_seq)
             if tombs:
                 self._maybe_vacuum()
             return len(tombs)
@@ -339,28 +371,51 @@ class Collection:
 
     # -- reads -------------------------------------------------------------------------------
 
-    def count(self) -> int:
-        """Number of live items."""
-        return self._current().live
+    def count(self, where: Optional[Where] = None,
+              where_document: Optional[WhereDocument] = None) -> int:
+        """Number of live items, or of those matching the filters.
+
+        >>> col.count(where={"year": 2024})  # doctest: +SKIP
+        1
+        """
+        node = filters.parse(where, where_document)
+        if node == filters.ALL:
+            return self._current().live
+        return self._select(node)[1].matches
 
     def __len__(self) -> int:
         return self.count()
 
-    def get(self, ids: Optional[Sequence[Id]] = None, *, limit: Optional[int] = None,
+    def _select(self, node: filters.Node) -> Tuple[RowSet, Selection]:
+        """(the current RowSet, the rows of it that node allows)."""
+        while True:  # once, unless a vacuum switches generations meanwhile (invariant 4)
+            rows = self._current()
+            try:
+                return rows, select(self._db._env, self._prefix, rows, node)
+            except GenerationMoved:
+                continue
+
+    def get(self, ids: Optional[Sequence[Id]] = None, *, where: Optional[Where] = None,
+            where_document: Optional[WhereDocument] = None, limit: Optional[int] = None,
             offset: int = 0, include: Sequence[str] = DEFAULT_INCLUDE) -> List[Record]:
         """Records of the given ids (in that order, unknown ids skipped), or of all items in
-        insertion order (with ``limit``/``offset``) when ``ids`` is None.
+        insertion order (with ``limit``/``offset``) when ``ids`` is None; the filters keep
+        only the items that match them (``limit``/``offset`` count matching items).
 
         >>> col.get(ids=["a"])[0].document  # doctest: +SKIP
         'origin'
+        >>> [r.id for r in col.get(where={"year": {"$gte": 2020}}, limit=10)]  # doctest: +SKIP
+        ['a']
         """
+        node = filters.parse(where, where_document)
         fields = validate.include(include)
         limit = validate.non_negative_int(limit, "limit", allow_none=True)
         offset = validate.non_negative_int(offset, "offset")
         id_list = None if ids is None else validate.ids(ids, allow_empty=True)
         env = self._db._env
         while True:  # once, unless a vacuum switches generations meanwhile (invariant 4)
-            rows = self._current()
+            rows, selection = (self._current(), None) if node == filters.ALL else \
+                self._select(node)
             found: List[Tuple[int, bytes]] = []
             with env.read() as txn:
                 if not self._check_generation(txn, rows):
@@ -368,14 +423,24 @@ class Collection:
                 if id_list is not None:
                     for ext_id in id_list:
                         row = txn.get(keys.id_key(self._prefix, ext_id), db=env.dbs["ids"])
-                        value = None if row is None else txn.get(self._prefix + row,
-                                                                 db=env.dbs["rows"])
+                        if row is None or (selection is not None and
+                                           not selection.contains(keys.unpack_u64(row))):
+                            continue
+                        value = txn.get(self._prefix + row, db=env.dbs["rows"])
                         if value is not None:
                             found.append((keys.unpack_u64(row), value))
-                elif limit != 0:
-                    found = self._scan_records(txn, offset, limit)
+                elif limit == 0:
+                    pass
+                elif selection is None:
+                    found = reads.scan_records(txn, env.dbs["rows"], self._prefix, offset, limit)
+                else:
+                    wanted = selection.rows()[offset:None if limit is None else offset + limit]
+                    for row in wanted.tolist():
+                        value = txn.get(keys.row_key(self._prefix, row), db=env.dbs["rows"])
+                        if value is not None:
+                            found.append((row, value))
             break
-        vectors = _read_vectors(rows, [r for r, _ in found]) if "vector" in fields else None
+        vectors = reads.read_vectors(rows, [r for r, _ in found]) if "vector" in fields else None
         out = []
         for j, (_, value) in enumerate(found):
             ext_id, meta, doc = records.decode(value)
@@ -385,33 +450,22 @@ class Collection:
                               vector=None if vectors is None else vectors[j]))
         return out
 
-    def _scan_records(self, txn: Any, offset: int, limit: Optional[int]) -> List[Tuple[int, bytes]]:
-        """(row, record) of live rows in row order, skipping offset, at most limit."""
-        found: List[Tuple[int, bytes]] = []
-        with txn.cursor(db=self._db._env.dbs["rows"]) as cur:
-            if not cur.set_range(self._prefix):
-                return found
-            skipped = 0
-            for key, value in cur:
-                if not key.startswith(self._prefix):
-                    break
-                if skipped < offset:
-                    skipped += 1
-                    continue
-                found.append((keys.key_row(key), value))
-                if limit is not None and len(found) >= limit:
-                    break
-        return found
-
-    def query(self, query: Any, k: int = 10, *, include: Sequence[str] = DEFAULT_INCLUDE,
-              ef: Optional[int] = None, n_threads: int = 0) -> Union[Results, List[Results]]:
+    def query(self, query: Any, k: int = 10, *, where: Optional[Where] = None,
+              where_document: Optional[WhereDocument] = None,
+              include: Sequence[str] = DEFAULT_INCLUDE, ef: Optional[int] = None,
+              n_threads: int = 0, explain: bool = False) -> Union[Results, List[Results]]:
         """The k nearest items to a query vector ([dim] -> Results) or to each of a batch of
-        queries ([nq, dim] -> list of Results), best first. Fewer than k only when the
-        collection holds fewer items.
+        queries ([nq, dim] -> list of Results), best first, among the items matching the
+        filters (query/filters.py describes the where-language). Fewer than k only when
+        fewer items match. ``explain=True`` puts the plan report in each ``Results.explain``.
 
         >>> hits = col.query(np.random.rand(col.dim), k=5)  # doctest: +SKIP
         >>> hits[0].id, hits[0].distance, hits.ids  # doctest: +SKIP
+        >>> col.query(q, k=5, where={"year": {"$gte": 2020}}, explain=True).explain["plan"]
+        'exact'
         """
+        t0 = time.perf_counter()
+        node = filters.parse(where, where_document)
         fields = validate.include(include)
         k = validate.k(k)
         n_threads = validate.non_negative_int(n_threads, "n_threads")
@@ -419,72 +473,45 @@ class Collection:
         ef = default_ef if ef is None else validate.positive_int(ef, "ef")
         queries, single = validate.queries(query, self.dim, normalize=self.metric == "cosine")
         while True:  # once, unless a vacuum switches generations meanwhile (invariant 4)
-            rows = self._current()
-            watermark, live, deny = rows.snapshot()
-            if live <= 0:
-                return Results([]) if single else [Results([]) for _ in range(len(queries))]
-            found, dists, _ = planner.search(rows.flat, rows.graph, rows.store.views,
-                                             rows.store.shift, watermark, live, queries, k, ef,
-                                             deny, n_threads)
-            results = self._hits(rows, found, dists, fields)
-            if results is not None:
-                return results[0] if single else results
+            rows, selection = (self._current(), None) if node == filters.ALL else \
+                self._select(node)
+            if selection is None:
+                n_rows, eligible, deny = rows.snapshot()
+                allow = None
+            else:  # the selection's bitset already leaves out tombstoned rows
+                n_rows, eligible, deny, allow = (selection.n_rows, selection.matches, None,
+                                                 selection.bits)
+            t1 = time.perf_counter()
+            if eligible <= 0:
+                results = [Results([]) for _ in range(len(queries))]
+                plan = planner.Plan("none", None, 0, reason="no item matches")
+            else:
+                found, dists, plan = planner.search(
+                    rows.flat, rows.graph, rows.store.views, rows.store.shift, n_rows, eligible,
+                    queries, k, ef, deny, n_threads, allow=allow, counting=explain)
+                results = reads.hits(self._db._env, self._prefix, self.metric, rows, found,
+                                     dists, fields)
+                if results is None:
+                    continue
+            if explain:
+                report = reads.explain_report(plan, node, selection, rows.live, len(queries),
+                                                t0, t1)
+                for r in results:
+                    r.explain = report
+            return results[0] if single else results
 
-    def _hits(self, rows: RowSet, found: np.ndarray, dists: np.ndarray,
-              fields: Tuple[str, ...]) -> Optional[List[Results]]:
-        """Turns C result rows into Results, reading records in one LMDB snapshot; None if the
-        generation changed since the search (the caller searches again)."""
-        env = self._db._env
-        rows_db, prefix = env.dbs["rows"], self._prefix
-        want_meta, want_doc = "metadata" in fields, "document" in fields
-        want_body = want_meta or want_doc
-        # public distance: cosine runs as -dot on unit vectors; the score is always -kernel
-        offset = 1.0 if self.metric == "cosine" else 0.0
-        if not fields:  # ids only: the id column suffices when every id is an int
-            results = self._hits_from_id_column(rows, found, dists, offset)
-            if results is not None:
-                return results
-        public = dists + offset if offset else dists
-        out: List[Results] = []
-        with env.read() as txn:
-            if not self._check_generation(txn, rows):
-                return None
-            for qrows, qpublic in zip(found.tolist(), public.tolist()):
-                ids, dist, metas, docs, hit_rows = [], [], [], [], []
-                for row, pub in zip(qrows, qpublic):
-                    if row < 0:
-                        break
-                    value = txn.get(prefix + keys.pack_u64(row), db=rows_db)
-                    if value is None:  # deleted by a concurrent writer since the search
-                        continue
-                    if want_body:
-                        ext_id, meta, doc = records.decode(value)
-                        metas.append(meta or {})
-                        docs.append(doc)
-                    else:
-                        ext_id = records.decode_id(value)
-                    ids.append(ext_id)
-                    dist.append(pub)
-                    hit_rows.append(row)
-                vectors = _read_vectors(rows, hit_rows) if "vector" in fields else None
-                out.append(Results._from_columns(ids, dist, offset,
-                                                 metas if want_meta else None,
-                                                 docs if want_doc else None, vectors))
-        return out
+    def explain(self, query: Any, k: int = 10, *, where: Optional[Where] = None,
+                where_document: Optional[WhereDocument] = None,
+                ef: Optional[int] = None) -> Dict[str, Any]:
+        """Runs the query and reports how it was answered: the plan and why, the number of
+        matching items, nodes visited, distance computations and time.
 
-    @staticmethod
-    def _hits_from_id_column(rows: RowSet, found: np.ndarray, dists: np.ndarray,
-                             offset: float) -> Optional[List[Results]]:
-        """Results with ids read from the id column (no LMDB), or None if a hit has a str id.
-        Consistent without a transaction: the column belongs to rows' generation."""
-        per_query = []
-        for qrows, qdists in zip(found.tolist(), dists.tolist()):
-            n = len(qrows) if not qrows or qrows[-1] >= 0 else qrows.index(-1)
-            int_ids = rows.int_ids(qrows[:n]) if n else []
-            if int_ids is None:
-                return None
-            per_query.append((int_ids, [d + offset for d in qdists[:n]] if offset else qdists[:n]))
-        return [Results._from_columns(i, d, offset, None, None) for i, d in per_query]
+        >>> col.explain(np.random.rand(col.dim), k=5, where={"year": 2024})  # doctest: +SKIP
+        {'plan': 'exact', 'matches': 1, ...}
+        """
+        results = self.query(query, k, where=where, where_document=where_document,
+                             include=(), ef=ef, explain=True)
+        return (results[0] if isinstance(results, list) else results).explain
 
     def _maybe_vacuum(self) -> None:
         """Runs vacuum() when tombstones pass the database's auto_vacuum share."""
@@ -518,9 +545,3 @@ class Collection:
         if self._rows is not None:
             keep = not self._dropped and not self._db.readonly
             self._rows.close(checkpoint=keep, sync=keep and sync)
-
-
-def _read_vectors(rows: RowSet, row_numbers: List[int]) -> np.ndarray:
-    if not row_numbers:
-        return np.empty((0, rows.dim), dtype=np.float32)
-    return rows.store.read(row_numbers, max(row_numbers) + 1)

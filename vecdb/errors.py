@@ -47,6 +47,11 @@ class InvalidMetadataError(InvalidArgumentError):
     """A metadata key or value of an unsupported type."""
 
 
+class FilterError(InvalidArgumentError):
+    """A ``where`` / ``where_document`` filter is malformed: unknown operator, wrong value type,
+    comparison of a list, empty ``$and``...; the message names the operator, field and value."""
+
+
 class NotFoundError(VecDBError, KeyError):
     """Something named does not exist."""
 

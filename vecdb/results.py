@@ -8,7 +8,7 @@
 from __future__ import annotations
 
 import html
-from typing import Any, Iterator, List, NamedTuple, Optional, Sequence, Union, overload
+from typing import Any, Dict, Iterator, List, NamedTuple, Optional, Sequence, Union, overload
 
 import numpy as np
 
@@ -55,11 +55,12 @@ class Results(Sequence[Hit]):
     """The hits of one query, best first: a sequence of ``Hit`` with column views.
 
     Stored by columns; a ``Hit`` is built only when one is asked for, so a query that only
-    reads ``ids`` / ``distances`` pays for no per-hit objects.
+    reads ``ids`` / ``distances`` pays for no per-hit objects. ``explain`` holds the plan
+    report of ``query(..., explain=True)`` (a dict), else None.
     """
 
     __slots__ = ("_ids", "_distances", "_score_offset", "_metadatas", "_documents", "_vectors",
-                 "_hits")
+                 "_hits", "explain")
 
     def __init__(self, hits: Sequence[Hit] = ()) -> None:
         hits = list(hits)
@@ -70,6 +71,7 @@ class Results(Sequence[Hit]):
         self._metadatas = [h.metadata for h in hits]
         self._documents = [h.document for h in hits]
         self._vectors: Optional[List[Any]] = [h.vector for h in hits]
+        self.explain: Optional[Dict[str, Any]] = None
 
     @classmethod
     def _from_columns(cls, ids: List[Id], distances: List[float], score_offset: float,
@@ -83,6 +85,7 @@ class Results(Sequence[Hit]):
         r._metadatas = metadatas if metadatas is not None else [None] * len(ids)
         r._documents = documents if documents is not None else [None] * len(ids)
         r._vectors = None if vectors is None else list(vectors)
+        r.explain = None
         return r
 
     def _materialize(self) -> List[Hit]:

@@ -7,7 +7,8 @@ live ones into a new *generation* with its own folder (``collections/<uuid>`` fo
     that returns only ids reads them from the column, without LMDB;
   - the committed watermark W and tombstone count T it has taken in, and the tombstone
     bitset (bit r set: row r is deleted or replaced);
-  - the graph index (index/hnsw.py) when the collection uses HNSW, and the flat index.
+  - the graph index (index/hnsw.py) when the collection uses HNSW, and the flat index;
+  - the filter columns (index/filter_columns.py), which catch up with LMDB by themselves.
 
 Invariants:
  1. W and the bitset only grow within a generation; ``snapshot()`` returns a consistent pair
@@ -30,6 +31,7 @@ import numpy as np
 
 from .config import HNSW, IndexConfig
 from .index.flat import FlatIndex
+from .index.filter_columns import FilterColumns
 from .index.hnsw import HnswIndex
 from .storage.catalog import CollectionInfo
 from .storage.segments import ID_NOT_INT, IDS, SegmentStore
@@ -66,13 +68,18 @@ class RowSet:
             self.graph = HnswIndex(self.directory, info.dim, kernel_metric, config,
                                    self.store.shift, writable, label=f"collection {info.name!r}",
                                    fsync=fsync)
+        self.filters = FilterColumns(self.directory, gen, writable, fsync,
+                                     label=f"collection {info.name!r}")
         self._lock = threading.Lock()
         self.watermark = 0
         self.tomb_seq = 0
+        self.edit_seq = 0
         self._deny = np.zeros(1, dtype=np.uint64)
 
-    def apply(self, watermark: int, tomb_seq: int, tomb_rows: Sequence[int]) -> None:
-        """Takes in committed rows up to watermark and the given new tombstones."""
+    def apply(self, watermark: int, tomb_seq: int, tomb_rows: Sequence[int],
+              edit_seq: int) -> None:
+        """Takes in committed rows up to watermark, the given new tombstones, and the edit
+        count (the filter columns read the edits themselves)."""
         self.store.views(watermark)  # maps the new rows (and checks the files hold them)
         self.idcol.views(watermark)
         with self._lock:
@@ -87,6 +94,7 @@ class RowSet:
                                  np.left_shift(np.uint64(1), rows & np.uint64(63)))
             self.watermark = watermark
             self.tomb_seq = tomb_seq
+            self.edit_seq = edit_seq
 
     def append(self, start: int, vectors: np.ndarray, ids: Sequence[Any], sync: bool) -> None:
         """Writes rows [start, start + n) past the watermark: vectors and the id column."""
@@ -148,13 +156,15 @@ class RowSet:
         return {"rows": watermark, "live": live, "tombstones": watermark - live,
                 "generation": self.gen, "vector_bytes": watermark * self.dim * 4,
                 "segments": len(self.store.views(watermark)) if watermark else 0,
-                "index": index}
+                "index": index, "filter_columns": self.filters.stats()}
 
     def close(self, checkpoint: bool, sync: bool = False) -> None:
         """Closes the files; sync first makes the appended rows durable, checkpoint writes the
         graph if it changed."""
         if sync:
             self.sync()
+        if checkpoint:
+            self.filters.checkpoint()
         if self.graph is not None:
             if checkpoint:
                 self.graph.checkpoint()

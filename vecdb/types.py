@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Dict, List, Literal, Union
+from typing import Any, Dict, List, Literal, Union
 
 Metric = Literal["cosine", "ip", "l2"]
 Durability = Literal["full", "normal", "off"]
@@ -11,10 +11,13 @@ Id = Union[str, int]
 Scalar = Union[str, int, float, bool, None]
 MetadataValue = Union[Scalar, List[Scalar]]
 Metadata = Dict[str, MetadataValue]
+Where = Dict[str, Any]          # the where-language: query/filters.py
+WhereDocument = Dict[str, Any]
 
 METRICS = ("cosine", "ip", "l2")
 DURABILITIES = ("full", "normal", "off")
 INCLUDE_FIELDS = ("metadata", "document", "vector")
 DEFAULT_INCLUDE = ("metadata", "document")
 
-__all__ = ["Metric", "Durability", "IncludeField", "Id", "Scalar", "MetadataValue", "Metadata"]
+__all__ = ["Metric", "Durability", "IncludeField", "Id", "Scalar", "MetadataValue", "Metadata", "Where",
+           "WhereDocument"]

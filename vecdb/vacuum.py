@@ -5,7 +5,7 @@ Steps, all under the database's write lock:
      fsync;
   2. build the graph over them (parallel) and write its checkpoint there;
   3. one LMDB transaction renumbers every live id and record to its new row, clears the
-     tombstone log and stores (W = live, T = 0, G + 1) — the commit point;
+     tombstone and edit logs and stores (W = live, T = 0, G + 1, E = 0) — the commit point;
   4. swap the collection's RowSet and delete the old generation's folder.
 A crash before 3 leaves an unused folder (deleted at the next writable open); after 3, the old
 folder (same). Readers holding the old RowSet notice the new generation in their next LMDB
@@ -41,7 +41,7 @@ def vacuum(col: "Collection") -> Dict[str, Any]:
             new.store.append(start, old.store.read(chunk, old.watermark))
             new.idcol.append(start, old.idcol.read(chunk, old.watermark))
         new.sync()
-        new.apply(len(live), 0, [])
+        new.apply(len(live), 0, [], 0)
         if new.graph is not None:
             new.graph.build(new.store.views, len(live))
         env, dbs, prefix = col._db._env, col._db._env.dbs, col._prefix
@@ -54,11 +54,12 @@ def vacuum(col: "Collection") -> Dict[str, Any]:
                 txn.put(keys.row_key(prefix, new_row), record, db=dbs["rows"])
                 ext_id = records.decode_id(record)
                 txn.put(keys.id_key(prefix, ext_id), keys.pack_u64(new_row), db=dbs["ids"])
-            with txn.cursor(db=dbs["tombs"]) as cur:
-                if cur.set_range(prefix):
-                    while cur.key().startswith(prefix) and cur.delete():
-                        pass
-            txn.put(prefix, keys.pack_state(len(live), 0, gen), db=dbs["state"])
+            for table in ("tombs", "edits"):  # logs of the old generation's rows
+                with txn.cursor(db=dbs[table]) as cur:
+                    if cur.set_range(prefix):
+                        while cur.key().startswith(prefix) and cur.delete():
+                            pass
+            txn.put(prefix, keys.pack_state(len(live), 0, gen, 0), db=dbs["state"])
 
         env.write(transaction, sync=True)
         col._rows = new  # the old RowSet is dropped, not closed: running reads may hold it

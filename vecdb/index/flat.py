@@ -28,7 +28,11 @@ class FlatIndex:
 
     def search(self, views: Sequence[np.ndarray], shift: int, n_rows: int, queries: np.ndarray,
                k: int, *, deny: Optional[np.ndarray], allow: Optional[np.ndarray] = None,
-               n_threads: int = 0) -> Tuple[np.ndarray, np.ndarray]:
-        """(rows int64 [nq, k], kernel distances float32 [nq, k]); missing slots are -1."""
+               n_threads: int = 0, stats: Optional[dict] = None) -> Tuple[np.ndarray, np.ndarray]:
+        """(rows int64 [nq, k], kernel distances float32 [nq, k]); missing slots are -1.
+        A stats dict, when given, gets the "visited" and "distances" counts added."""
+        if stats is None:
+            return _native.flat_search(views, shift, n_rows, queries, k, self.kernel_metric,
+                                       allow=allow, deny=deny, n_threads=n_threads)
         return _native.flat_search(views, shift, n_rows, queries, k, self.kernel_metric,
-                                   allow=allow, deny=deny, n_threads=n_threads)
+                                   allow=allow, deny=deny, n_threads=n_threads, stats=stats)

@@ -190,16 +190,21 @@ class HnswIndex:
 
     def search(self, views: Views, n_rows: int, queries: np.ndarray, k: int, *,
                ef: int, deny: Optional[np.ndarray], n_threads: int = 0,
-               allow: Optional[np.ndarray] = None) -> Tuple[np.ndarray, np.ndarray]:
-        """(rows int64 [nq, k], kernel distances float32 [nq, k]) over rows [0, n_rows)."""
+               allow: Optional[np.ndarray] = None,
+               stats: Optional[dict] = None) -> Tuple[np.ndarray, np.ndarray]:
+        """(rows int64 [nq, k], kernel distances float32 [nq, k]) over rows [0, n_rows).
+        A stats dict, when given, gets the "visited" and "distances" counts added."""
         if self._damage is not None:
             self._check_damage(views, n_rows)
         graph = self._graph
         if graph is None or self._nodes < n_rows:
             self.extend(views, n_rows)
             graph = self._graph
+        if stats is None:
+            return graph.search(views(n_rows), self.shift, n_rows, queries, k, ef,
+                                allow=allow, deny=deny, n_threads=n_threads)
         return graph.search(views(n_rows), self.shift, n_rows, queries, k, ef,
-                            allow=allow, deny=deny, n_threads=n_threads)
+                            allow=allow, deny=deny, n_threads=n_threads, stats=stats)
 
     # -- checkpoints -------------------------------------------------------------------------
 

@@ -1,18 +1,29 @@
-"""The search planner: exact scan or graph traversal, and the min(k, live) guarantee.
+"""The search planner: exact scan or graph traversal, and the min(k, eligible) guarantee.
+
+A query searches the *eligible* rows: the live rows, or, under a filter, the live rows the
+filter allows (query/selection.py), whose exact number is known before the search.
 
 Rules:
- 1. No graph, fewer than EXACT_SCAN_BELOW live rows, or k >= live rows: exact scan (it is as
-    fast as a graph search at that size, and exact).
- 2. Otherwise the graph, with ef = max(ef, k).
- 3. A graph search that returns fewer than min(k, live) hits for some query (tombstones can
-    cut a graph region off) is redone for those queries by exact scan, so a query always
-    returns min(k, live) hits.
+ 1. No graph, fewer than EXACT_SCAN_BELOW eligible rows, or k >= eligible rows: exact scan
+    (as fast as a graph search at that size, and exact).
+ 2. Under a filter, exact scan of the allowed rows when it is cheaper than the filtered graph
+    search: when eligible < FILTER_EXACT_FACTOR * sqrt(rows * ef). The filtered graph search
+    must walk through about ef / selectivity nodes to collect ef allowed ones, the exact scan
+    costs one distance per allowed row; the two meet where allowed^2 ~ rows * ef. The factor
+    is measured by benchmarks/planner_calibration.py (see benchmarks/RESULTS.md).
+ 3. Otherwise the graph, with ef = max(ef, k); allowed rows only enter the results, the
+    others still route (csrc/hnsw_search.c), and the search goes on until it holds ef
+    allowed rows or runs out of candidates, so it explores wider as selectivity drops.
+ 4. A graph search that returns fewer than min(k, eligible) hits for some query (tombstones
+    or a filter can cut a graph region off) is redone for those queries by exact scan, so a
+    query always returns min(k, eligible) hits.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
-from typing import Callable, Optional, Sequence, Tuple
+from typing import Callable, Dict, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -20,32 +31,64 @@ from ..index.flat import FlatIndex
 from ..index.hnsw import HnswIndex
 
 EXACT_SCAN_BELOW = 4096
+FILTER_EXACT_FACTOR = 4.0
 
 
-@dataclass(frozen=True)
+@dataclass
 class Plan:
-    """How a query was answered."""
+    """How a query was answered (explain() reports it)."""
 
-    method: str          # "exact" or "hnsw"
-    ef: Optional[int]    # candidate list of the graph search
-    rescanned: int = 0   # queries redone by exact scan (rule 3)
+    method: str                   # "exact" or "hnsw"
+    ef: Optional[int]             # candidate list of the graph search
+    eligible: int = 0             # rows the query could return
+    rescanned: int = 0            # queries redone by exact scan (rule 4)
+    visited: int = 0              # nodes / rows examined (when counted)
+    distances: int = 0            # distance computations (when counted)
+    reason: str = ""
+
+
+def choose(graph: Optional[HnswIndex], n_rows: int, eligible: int, k: int, ef: int,
+           filtered: bool) -> Tuple[str, str]:
+    """(method, reason) by rules 1-3."""
+    if graph is None:
+        return "exact", "the collection has no graph index"
+    if eligible < EXACT_SCAN_BELOW:
+        return "exact", f"fewer than {EXACT_SCAN_BELOW} eligible rows"
+    if k >= eligible:
+        return "exact", "k covers every eligible row"
+    if filtered and eligible < FILTER_EXACT_FACTOR * math.sqrt(n_rows * max(ef, k)):
+        return "exact", "few allowed rows: scanning them is cheaper than a filtered traversal"
+    return "hnsw", "graph traversal" + (" restricted to allowed rows" if filtered else "")
 
 
 def search(flat: FlatIndex, graph: Optional[HnswIndex], views: Callable[[int], Sequence[np.ndarray]],
-           shift: int, n_rows: int, live: int, queries: np.ndarray, k: int, ef: int,
-           deny: Optional[np.ndarray], n_threads: int) -> Tuple[np.ndarray, np.ndarray, Plan]:
-    """(rows [nq, k], kernel distances [nq, k], plan) for rows [0, n_rows) minus deny."""
-    k = min(k, live)
-    if graph is None or live < EXACT_SCAN_BELOW or k >= live:
+           shift: int, n_rows: int, eligible: int, queries: np.ndarray, k: int, ef: int,
+           deny: Optional[np.ndarray], n_threads: int, allow: Optional[np.ndarray] = None,
+           counting: bool = False) -> Tuple[np.ndarray, np.ndarray, Plan]:
+    """(rows [nq, k], kernel distances [nq, k], plan) over the eligible rows of [0, n_rows):
+    those in allow (if given) and not in deny (if given). counting=True fills the plan's
+    visited / distances counters."""
+    k = min(k, eligible)
+    method, reason = choose(graph, n_rows, eligible, k, ef, allow is not None)
+    stats: Optional[Dict[str, int]] = {} if counting else None
+    if method == "exact":
         rows, dists = flat.search(views(n_rows), shift, n_rows, queries, k, deny=deny,
-                                  n_threads=n_threads)
-        return rows, dists, Plan("exact", None)
+                                  allow=allow, n_threads=n_threads, stats=stats)
+        return rows, dists, _plan("exact", None, eligible, 0, stats, reason)
     ef = max(ef, k)
-    rows, dists = graph.search(views, n_rows, queries, k, ef=ef, deny=deny, n_threads=n_threads)
+    rows, dists = graph.search(views, n_rows, queries, k, ef=ef, deny=deny, allow=allow,
+                               n_threads=n_threads, stats=stats)
     if (rows[0, -1] >= 0) if len(rows) == 1 else (rows[:, -1].min() >= 0):  # all k found
-        return rows, dists, Plan("hnsw", ef)
+        return rows, dists, _plan("hnsw", ef, eligible, 0, stats, reason)
     short = np.flatnonzero(rows[:, -1] < 0)
-    if len(short):
-        rows[short], dists[short] = flat.search(views(n_rows), shift, n_rows, queries[short], k,
-                                                deny=deny, n_threads=n_threads)
-    return rows, dists, Plan("hnsw", ef, len(short))
+    rows[short], dists[short] = flat.search(views(n_rows), shift, n_rows, queries[short], k,
+                                            deny=deny, allow=allow, n_threads=n_threads,
+                                            stats=stats)
+    return rows, dists, _plan("hnsw", ef, eligible, len(short), stats, reason)
+
+
+def _plan(method: str, ef: Optional[int], eligible: int, rescanned: int,
+          stats: Optional[Dict[str, int]], reason: str) -> Plan:
+    stats = stats or {}
+    return Plan(method, ef, eligible, rescanned, stats.get("visited", 0),
+                stats.get("distances", 0), reason)

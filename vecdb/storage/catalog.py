@@ -5,7 +5,8 @@ catalog sub-database:  name (UTF-8) -> msgpack map
      "format_version": int, "created": float (unix time)}
 meta sub-database:     b"next_cid" -> u64, the next collection number (never reused, so a
                        dropped collection's keys can never be mistaken for a new one's)
-state sub-database:    cid (4 bytes) -> (watermark W, tombstone count T, generation G)
+state sub-database:    cid (4 bytes) -> (watermark W, tombstone count T, generation G,
+                       edit count E); see keys.unpack_state
 
 Invariant: a collection exists iff its catalog entry and its state entry exist; both are
 written and deleted in the same transaction.
@@ -90,7 +91,7 @@ def drop(txn: "lmdb.Transaction", dbs: dict, info: CollectionInfo) -> None:
     """Deletes the catalog entry, the state and every key of the collection."""
     txn.delete(info.name.encode("utf-8"), db=dbs["catalog"])
     txn.delete(info.prefix, db=dbs["state"])
-    for table in ("rows", "ids", "tombs"):
+    for table in ("rows", "ids", "tombs", "edits"):
         _delete_prefix(txn, dbs[table], info.prefix)
 
 

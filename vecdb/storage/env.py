@@ -19,7 +19,7 @@ from __future__ import annotations
 import os
 import threading
 from contextlib import contextmanager
-from typing import Callable, Iterator, TypeVar
+from typing import Any, Callable, Iterator, TypeVar
 
 import lmdb
 
@@ -28,7 +28,10 @@ from ..errors import CorruptionError, DatabaseClosedError, FormatVersionError
 FORMAT_VERSION = 1
 MAGIC = b"vecdb-lmdb"
 INITIAL_MAP_SIZE = 64 << 20
-SUBDBS = ("meta", "catalog", "rows", "ids", "tombs", "state")
+SUBDBS = ("meta", "catalog", "rows", "ids", "tombs", "state", "edits")
+# Tables added after format 1 was first written: a read-only open of a database that no
+# writer of this version has opened yet finds them missing, and they are then empty (None).
+LATER_SUBDBS = ("edits",)
 
 T = TypeVar("T")
 
@@ -100,13 +103,21 @@ class Env:
                 with self.env.begin(write=True) as txn:
                     self.dbs = {n: self.env.open_db(n.encode(), txn=txn) for n in SUBDBS}
             else:
-                self.dbs = {n: self.env.open_db(n.encode(), create=False) for n in SUBDBS}
+                self.dbs = {n: self._open_existing(n) for n in SUBDBS}
             self._check_format()
         except lmdb.NotFoundError:
             self.env.close()
             raise CorruptionError(f"{directory!r} is not a vecdb database (missing tables)") from None
         except BaseException:
             self.env.close()
+            raise
+
+    def _open_existing(self, name: str) -> Any:
+        try:
+            return self.env.open_db(name.encode(), create=False)
+        except lmdb.NotFoundError:
+            if name in LATER_SUBDBS:
+                return None
             raise
 
     def _check_format(self) -> None:

@@ -22,7 +22,8 @@ INT_ID_MAX = 2**63 - 1
 
 _U32 = struct.Struct(">I")
 _U64 = struct.Struct(">Q")
-_STATE = struct.Struct("<QQQ")  # watermark W, tombstone count T, row generation G
+_STATE = struct.Struct("<QQQQ")  # watermark W, tombstone count T, row generation G, edits E
+_STATE_V0 = struct.Struct("<QQQ")  # written before the edit log existed: E = 0
 
 
 def cid_prefix(cid: int) -> bytes:
@@ -53,10 +54,15 @@ def id_key(prefix: bytes, ext_id: "int | str") -> bytes:
     return prefix + b"s" + ext_id.encode("utf-8")
 
 
-def pack_state(watermark: int, tomb_seq: int, generation: int) -> bytes:
-    return _STATE.pack(watermark, tomb_seq, generation)
+def pack_state(watermark: int, tomb_seq: int, generation: int, edit_seq: int = 0) -> bytes:
+    return _STATE.pack(watermark, tomb_seq, generation, edit_seq)
 
 
-def unpack_state(value: bytes) -> "tuple[int, int, int]":
-    """(watermark W, tombstone count T, generation G) of a collection."""
+def unpack_state(value: bytes) -> "tuple[int, int, int, int]":
+    """(watermark W, tombstone count T, generation G, edit count E) of a collection.
+
+    E counts the entries of the edit log: in-place changes of a row's metadata or document
+    (update() without vectors), which the filter columns replay like new rows."""
+    if len(value) == _STATE_V0.size:
+        return (*_STATE_V0.unpack(value), 0)
     return _STATE.unpack(value)
