@@ -3,7 +3,8 @@
 Steps, all under the database's write lock:
   1. copy the live rows (vectors and id column), in order, into a fresh generation folder and
      fsync;
-  2. build the graph over them (parallel) and write its checkpoint there;
+  2. build the graph over them (parallel) and write its checkpoint there, and the filter
+     columns renumbered (when loaded);
   3. one LMDB transaction renumbers every live id and record to its new row, clears the
      tombstone and edit logs and stores (W = live, T = 0, G + 1, E = 0) — the commit point;
   4. swap the collection's RowSet and delete the old generation's folder.
@@ -45,6 +46,7 @@ def vacuum(col: "Collection") -> Dict[str, Any]:
         if new.graph is not None:
             new.graph.build(new.store.views, len(live))
         env, dbs, prefix = col._db._env, col._db._env.dbs, col._prefix
+        old.filters.carry_over(env, prefix, live, new.filters)
 
         def transaction(txn: Any) -> None:
             for new_row, old_row in enumerate(live.tolist()):

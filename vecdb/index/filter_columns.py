@@ -7,11 +7,12 @@ count are read from LMDB in one snapshot and applied. The writer, read-only hand
 processes all take the same path, so columns are never ahead of or behind what LMDB says.
 
 Invariants:
- 1. ``current()`` yields a store equal to the records of rows [0, W) as of one LMDB snapshot
-    of the collection's state (W, E); it holds the lock, so no catch-up runs while a caller
+ 1. ``run(fn)`` calls fn on a store equal to the records of rows [0, W) as of one LMDB
+    snapshot of the collection's state (W, E), under the lock, so no catch-up runs while fn
     evaluates on it.
- 2. A checkpoint that fails its checks is discarded with a RuntimeWarning and the columns
-    rebuilt from LMDB; a missing one is rebuilt silently (a new collection, or one written
+ 2. A checkpoint that fails its checks (at load, or when a column is first used) is
+    discarded with a RuntimeWarning and the columns rebuilt from LMDB; a missing one is
+    rebuilt silently (a new collection, or one written
     before the columns existed). A writable handle writes the checkpoint on checkpoint()
     (close, flush) and after a catch-up longer than the checkpoint tail threshold.
  3. Row numbers belong to the generation: a snapshot whose generation differs from this
@@ -25,16 +26,16 @@ from __future__ import annotations
 import threading
 import warnings
 from collections import OrderedDict
-from contextlib import contextmanager
-from typing import Any, Iterator, List, Optional, Tuple
+from typing import Any, Callable, List, Optional, Tuple, TypeVar
 
-from ..errors import VecDBError
+from ..errors import CorruptionError, VecDBError
 from ..storage import colfile, keys, records
 from ..storage.columns import ColumnStore
 from .hnsw import CHECKPOINT_MIN_TAIL, CHECKPOINT_TAIL_SHARE
 
 APPLY_BATCH = 8192   # rows decoded and applied at a time during a catch-up
 CACHE_ENTRIES = 16   # evaluated filters kept per generation
+T = TypeVar("T")
 
 
 class GenerationMoved(Exception):
@@ -53,24 +54,37 @@ class FilterColumns:
         self._lock = threading.Lock()
         self._store: Optional[ColumnStore] = None
         self._saved: Tuple[int, int] = (-1, -1)   # (W, E) of the checkpoint on disk
+        self._loaded_from_file = False
+        self._discarded = False                   # the checkpoint failed its checks
         self.cache: "OrderedDict[Any, Any]" = OrderedDict()
         self.rebuilds = 0
         self.replayed = 0   # rows and edits applied from LMDB since the load
 
-    @contextmanager
-    def current(self, env: Any, prefix: bytes) -> Iterator[ColumnStore]:
-        """The store, caught up with LMDB, held under the lock (invariant 1)."""
+    def run(self, env: Any, prefix: bytes, fn: Callable[[ColumnStore], T]) -> T:
+        """fn(store) on the store caught up with LMDB, under the lock (invariant 1).
+
+        A checkpoint whose columns fail their checks when first used (they are checked
+        lazily) is dropped with a RuntimeWarning, and fn runs again on columns rebuilt from
+        LMDB (invariant 2)."""
         with self._lock:
-            try:
-                store = self._catch_up(env, prefix)
-            except BaseException:
-                self._store = None  # reloaded from the checkpoint next time
-                self.cache.clear()
-                raise
-            yield store
+            for attempt in range(2):
+                from_file = self._store is None or self._loaded_from_file
+                try:
+                    return fn(self._catch_up(env, prefix))
+                except VecDBError as e:
+                    self._store = None
+                    self.cache.clear()
+                    if attempt or not from_file or not isinstance(e, CorruptionError):
+                        raise
+                    self._discard(e)
+                except BaseException:
+                    self._store = None  # reloaded from the checkpoint next time
+                    self.cache.clear()
+                    raise
+        raise AssertionError("unreachable")  # pragma: no cover
 
     def remember(self, key: Any, value: Any) -> None:
-        """Caches an evaluation result (call under current())."""
+        """Caches an evaluation result (call from within run())."""
         self.cache[key] = value
         self.cache.move_to_end(key)
         while len(self.cache) > CACHE_ENTRIES:
@@ -85,16 +99,24 @@ class FilterColumns:
     # -- loading and catching up -------------------------------------------------------------
 
     def _load(self) -> ColumnStore:
-        try:
-            store = colfile.load(self.directory)
-        except VecDBError as e:  # CorruptionError, FormatVersionError
-            warnings.warn(f"vecdb: the filter columns of {self.label} cannot be used ({e}); "
-                          f"rebuilding them from the stored records", RuntimeWarning,
-                          stacklevel=6)
-            self.rebuilds += 1
+        if self._discarded:
             store = ColumnStore()
-        self._saved = (store.watermark, store.edit_seq)
+        else:
+            try:
+                store = colfile.load(self.directory)
+            except VecDBError as e:  # CorruptionError, FormatVersionError
+                self._discard(e)
+                store = ColumnStore()
+        self._loaded_from_file = store.watermark > 0
+        self._saved = (store.watermark, store.edit_seq) if not self._discarded else (-1, -1)
         return store
+
+    def _discard(self, error: Exception) -> None:
+        """Stops using the checkpoint: the next load rebuilds from LMDB (then saves)."""
+        warnings.warn(f"vecdb: the filter columns of {self.label} cannot be used ({error}); "
+                      f"rebuilding them from the stored records", RuntimeWarning, stacklevel=7)
+        self.rebuilds += 1
+        self._discarded = True
 
     def _catch_up(self, env: Any, prefix: bytes) -> ColumnStore:
         store = self._store
@@ -176,11 +198,25 @@ class FilterColumns:
                 docs.append(doc)
             store.set_rows(chunk, metas, docs, n_rows)
 
+    def carry_over(self, env: Any, prefix: bytes, live: Any, new: "FilterColumns") -> None:
+        """Gives new (the next generation, rows = live renumbered) these columns, caught up
+        and checkpointed, when they are loaded: vacuum then needs no rebuild from LMDB.
+        Call under the write lock, before the vacuum commits."""
+        with self._lock:
+            if self._store is None:
+                return
+        renumbered = self.run(env, prefix, lambda store: store.renumbered(live))
+        with new._lock:
+            new._store, new._loaded_from_file = renumbered, False
+            if new.writable:
+                new._save(renumbered)
+
     # -- checkpoints -------------------------------------------------------------------------
 
     def _save(self, store: ColumnStore) -> None:
         colfile.save(store, self.directory, fsync=self.fsync)
         self._saved = (store.watermark, store.edit_seq)
+        self._discarded = False
 
     def checkpoint(self) -> bool:
         """Writes the checkpoint if the loaded columns moved past it; True if written."""

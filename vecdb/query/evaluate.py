@@ -212,13 +212,26 @@ def _member(kinds: np.ndarray, vals: np.ndarray, field: Optional[Field],
     ints = [int(v) for v in numbers
             if (type(v) is int or v.is_integer()) and INT64_MIN <= int(v) <= INT64_MAX]
     floats = [float(v) for v in numbers if float(v) == v]
-    for kind, targets in ((BOOL, bools), (STR, codes), (INT, ints)):
+    if codes and _has(field, STR):  # a lookup table over the dictionary's codes
+        lut = np.zeros(len(d.strings), dtype=bool)
+        lut[codes] = True
+        kind_mask = _kind(kinds, field, STR)
+        out |= _and(kind_mask, lut[vals if kind_mask is None else np.where(kind_mask, vals, 0)])
+    for kind, targets, column in ((BOOL, bools, vals), (INT, ints, vals),
+                                  (FLOAT, floats, vals.view(np.float64))):
         if targets and _has(field, kind):
-            out |= _and(_kind(kinds, field, kind), np.isin(vals, np.asarray(targets, np.int64)))
-    if floats and _has(field, FLOAT):
-        out |= _and(_kind(kinds, field, FLOAT),
-                    np.isin(vals.view(np.float64), np.asarray(floats, np.float64)))
+            out |= _and(_kind(kinds, field, kind), _isin(column, targets))
     return out
+
+
+def _isin(column: np.ndarray, targets: list) -> np.ndarray:
+    """column == any of targets: a few compares for short lists, np.isin for long ones."""
+    if len(targets) <= 8:
+        m = column == targets[0]
+        for t in targets[1:]:
+            m |= column == t
+        return m
+    return np.isin(column, np.asarray(targets, dtype=column.dtype))
 
 
 def _contains(kinds: np.ndarray, vals: np.ndarray, field: Field, value: object) -> np.ndarray:

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Tuple
 
 import numpy as np
 
@@ -61,13 +61,17 @@ def select(env: Any, prefix: bytes, rows: "RowSet", node: Node) -> Selection:
     filter columns) when a vacuum replaced the generation meanwhile."""
     t0 = time.perf_counter()
     watermark, _, deny = rows.snapshot()
-    with rows.filters.current(env, prefix) as store:
+
+    def evaluated(store: Any) -> Tuple[np.ndarray, int, bool]:
         bits = rows.filters.recall(node)
-        cached = bits is not None
-        if not cached:
-            bits = pack(evaluate(node, store))
-            rows.filters.remember(node, bits)
-        n_rows = min(watermark, store.watermark)
+        if bits is not None:
+            return bits, store.watermark, True
+        bits = pack(evaluate(node, store))
+        rows.filters.remember(node, bits)
+        return bits, store.watermark, False
+
+    bits, columns_rows, cached = rows.filters.run(env, prefix, evaluated)
+    n_rows = min(watermark, columns_rows)
     words = (n_rows + 63) // 64
     allowed = np.zeros(max(words, 1), dtype=np.uint64)
     allowed[:words] = bits[:words]

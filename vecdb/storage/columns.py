@@ -265,13 +265,13 @@ class TextColumn:
         for buffer, first, starts, ends in self.chunks:
             if starts is None or not len(starts):
                 continue
-            pos, end_all = 0, int(ends[-1])
+            pos, end_all = int(starts[0]), int(ends[-1])  # a loaded chunk's buffer is the file
             while True:
                 p = buffer.find(raw, pos, end_all)
                 if p < 0:
                     break
                 i = int(np.searchsorted(starts, p, side="right")) - 1
-                if p + len(raw) <= ends[i]:
+                if i >= 0 and p + len(raw) <= ends[i]:
                     hit[first + i] = True
                     pos = int(ends[i]) + 1  # the next piece
                 else:
@@ -363,6 +363,42 @@ class ColumnStore:
             if gone:
                 field.set(gone, np.zeros(len(gone), dtype=np.uint8),
                           np.zeros(len(gone), dtype=np.int64), n_rows)
+
+    def renumbered(self, live: np.ndarray) -> "ColumnStore":
+        """A store of the given rows only (ascending), renumbered 0, 1, ... (for vacuum).
+        List elements, strings and document text are shared with this store."""
+        out = ColumnStore()
+        out.watermark = len(live)
+        for name in self.field_names():
+            old = self.field(name)
+            f = out.fields[name] = Field(name)
+            f.dictionary = old.dictionary
+            f.elem_owner, f.elem_kinds, f.elem_vals = (a.copy() for a in old.elements())
+            f.n_elems, f.n_lists = old.n_elems, old.n_lists
+            kinds, vals, rows = old.entries(self.watermark)
+            if rows is None:
+                f.dense = True
+                inside = live[live < len(kinds)]
+                f.kinds = np.zeros(len(live), dtype=np.uint8)
+                f.vals = np.zeros(len(live), dtype=np.int64)
+                f.kinds[: len(inside)], f.vals[: len(inside)] = kinds[inside], vals[inside]
+            else:
+                pos = np.searchsorted(live, rows)
+                keep = (pos < len(live)) & (live[np.minimum(pos, len(live) - 1)] == rows) & \
+                    (kinds != MISSING) if len(live) else np.zeros(len(rows), dtype=bool)
+                f.rows, f.kinds, f.vals = pos[keep], kinds[keep], vals[keep]
+                f.n_entries = len(f.rows)
+            f.counts = np.bincount(f.kinds, minlength=N_KINDS).astype(np.int64)
+            f.counts[MISSING] = 0
+        text = self.text
+        text.sealed_chunks()
+        out.text.chunks = [list(c) for c in text.chunks]
+        out.text.n_pieces = text.n_pieces
+        pieces = text.doc_piece
+        out.text.doc_piece = np.zeros(len(live), dtype=np.int64)
+        inside = live[live < len(pieces)]
+        out.text.doc_piece[: len(inside)] = pieces[inside]
+        return out
 
     def advance(self, watermark: int, edit_seq: int) -> None:
         """Records that rows [0, watermark) and edits [0, edit_seq) are in (invariant 1)."""
