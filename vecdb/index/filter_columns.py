@@ -60,8 +60,12 @@ class FilterColumns:
         self.rebuilds = 0
         self.replayed = 0   # rows and edits applied from LMDB since the load
 
-    def run(self, env: Any, prefix: bytes, fn: Callable[[ColumnStore], T]) -> T:
+    def run(self, env: Any, prefix: bytes, fn: Callable[[ColumnStore], T],
+            known: Tuple[int, int] = (-1, -1)) -> T:
         """fn(store) on the store caught up with LMDB, under the lock (invariant 1).
+
+        known = (W, E) the caller has already read from LMDB (its RowSet's): a store that far
+        along needs no LMDB read (the common case: nothing was written since).
 
         A checkpoint whose columns fail their checks when first used (they are checked
         lazily) is dropped with a RuntimeWarning, and fn runs again on columns rebuilt from
@@ -70,7 +74,11 @@ class FilterColumns:
             for attempt in range(2):
                 from_file = self._store is None or self._loaded_from_file
                 try:
-                    return fn(self._catch_up(env, prefix))
+                    store = self._store
+                    if store is None or store.watermark < known[0] or \
+                            store.edit_seq < known[1]:
+                        store = self._catch_up(env, prefix)
+                    return fn(store)
                 except VecDBError as e:
                     self._store = None
                     self.cache.clear()

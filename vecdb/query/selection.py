@@ -3,7 +3,9 @@
 ``select(env, prefix, rows, node)`` catches the filter columns up with LMDB, evaluates the
 parsed filter (query/evaluate.py, cached per (filter, W, E)), and intersects it with the
 live rows of the RowSet's snapshot. The result carries the exact number of allowed rows,
-which the planner needs before it searches.
+which the planner needs before it searches. Both the filter's bitset (per (filter, W, E))
+and the final selection (per (filter, W, live rows, E)) are cached: a filter repeated over many
+queries is evaluated once.
 
 Invariants:
  1. ``bits`` has a bit per row of [0, n_rows) (n_rows <= the RowSet snapshot's W, and <= the
@@ -60,17 +62,26 @@ def select(env: Any, prefix: bytes, rows: "RowSet", node: Node) -> Selection:
     """The live rows of rows' snapshot that node allows. Raises GenerationMoved (from the
     filter columns) when a vacuum replaced the generation meanwhile."""
     t0 = time.perf_counter()
-    watermark, _, deny = rows.snapshot()
+    watermark, live, deny = rows.snapshot()
+    known = (watermark, rows.edit_seq)
+    # repr tells True from 1 from 1.0, which are equal (and hash alike) as tuple members
+    node_key = repr(node)
+    final_key = (node_key, watermark, live, known[1])
 
-    def evaluated(store: Any) -> Tuple[np.ndarray, int, bool]:
-        bits = rows.filters.recall(node)
+    def evaluated(store: Any) -> Tuple[Any, int, bool]:
+        done = rows.filters.recall(final_key)  # this filter on this very snapshot
+        if done is not None:
+            return done, store.watermark, True
+        bits = rows.filters.recall(node_key)
         if bits is not None:
             return bits, store.watermark, True
         bits = pack(evaluate(node, store))
-        rows.filters.remember(node, bits)
+        rows.filters.remember(node_key, bits)
         return bits, store.watermark, False
 
-    bits, columns_rows, cached = rows.filters.run(env, prefix, evaluated)
+    bits, columns_rows, cached = rows.filters.run(env, prefix, evaluated, known)
+    if isinstance(bits, Selection):
+        return Selection(bits.bits, bits.n_rows, bits.matches, time.perf_counter() - t0, True)
     n_rows = min(watermark, columns_rows)
     words = (n_rows + 63) // 64
     allowed = np.zeros(max(words, 1), dtype=np.uint64)
@@ -80,4 +91,8 @@ def select(env: Any, prefix: bytes, rows: "RowSet", node: Node) -> Selection:
     if deny is not None:
         allowed[:words] &= ~deny[:words]
     matches = _native.bitset_count(allowed, n_rows) if n_rows else 0
-    return Selection(allowed, n_rows, matches, time.perf_counter() - t0, cached)
+    out = Selection(allowed, n_rows, matches, time.perf_counter() - t0, cached)
+    if n_rows == watermark:
+        rows.filters.run(env, prefix, lambda store: rows.filters.remember(final_key, out),
+                         known)
+    return out
