@@ -484,7 +484,7 @@ class Collection:
             t1 = time.perf_counter()
             if eligible <= 0:
                 results = [Results([]) for _ in range(len(queries))]
-                plan = planner.Plan("none", None, 0, reason="no item matches")
+                plan = planner.Plan("exact", None, 0, reason="no item matches: nothing to scan")
             else:
                 found, dists, plan = planner.search(
                     rows.flat, rows.graph, rows.store.views, rows.store.shift, n_rows, eligible,

@@ -2,8 +2,8 @@
 
 Run it with ``python -m vecdb demo ./demo.vdb``. It creates (or recreates) the collection
 ``demo`` in that directory, loads a few thousand clustered vectors with metadata and documents,
-reopens the database to show persistence, runs single and batch queries and prints the hits and
-the timings.
+reopens the database to show persistence, runs single, batch and filtered queries and prints
+the hits, the filtered query's plan and the timings.
 """
 
 from __future__ import annotations
@@ -68,4 +68,16 @@ def run(path: str, n: int = 5000, dim: int = 384, out: "TextIO | None" = None) -
         f"{same_topic:.1%} of hits share the query's topic")
     record = col.get(ids=["doc-00042"])[0]
     say(f"\nget('doc-00042') -> {record.metadata} {record.document!r}")
+
+    where = {"$and": [{"year": {"$gte": 2020}}, {"topic": {"$ne": TOPICS[labels[42]]}}]}
+    t0 = time.perf_counter()
+    hits = col.query(query, k=3, where=where, explain=True)
+    dt = time.perf_counter() - t0
+    plan = hits.explain
+    say(f"\nfiltered query where={where}: {dt * 1000:.2f} ms; {plan['matches']} of "
+        f"{plan['live']} items match; plan {plan['plan']!r} ({plan['reason']}), "
+        f"{plan['distance_computations']} distance computations")
+    say(repr(hits))
+    say(f"count(where_document={{'$contains': 'astronomy'}}) -> "
+        f"{col.count(where_document={'$contains': 'astronomy'})}")
     db.close()

@@ -61,11 +61,12 @@ class FilterColumns:
         self.replayed = 0   # rows and edits applied from LMDB since the load
 
     def run(self, env: Any, prefix: bytes, fn: Callable[[ColumnStore], T],
-            known: Tuple[int, int] = (-1, -1)) -> T:
+            known: Optional[Tuple[int, int]] = None) -> T:
         """fn(store) on the store caught up with LMDB, under the lock (invariant 1).
 
         known = (W, E) the caller has already read from LMDB (its RowSet's): a store that far
-        along needs no LMDB read (the common case: nothing was written since).
+        along needs no LMDB read (the common case: nothing was written since). Without it
+        the store is always caught up with LMDB.
 
         A checkpoint whose columns fail their checks when first used (they are checked
         lazily) is dropped with a RuntimeWarning, and fn runs again on columns rebuilt from
@@ -75,7 +76,7 @@ class FilterColumns:
                 from_file = self._store is None or self._loaded_from_file
                 try:
                     store = self._store
-                    if store is None or store.watermark < known[0] or \
+                    if store is None or known is None or store.watermark < known[0] or \
                             store.edit_seq < known[1]:
                         store = self._catch_up(env, prefix)
                     return fn(store)
