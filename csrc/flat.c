@@ -58,6 +58,7 @@ typedef struct flat_job {
     size_t tile_rows;
     vdb_hit *hits;                   /* [n_rsplits][nq][kk] heap storage */
     size_t *sizes;                   /* [n_rsplits][nq] heap sizes after the scan */
+    uint64_t examined;               /* atomic: (query, row) pairs scanned, for stats */
 } flat_job;
 
 static size_t min_sz(size_t a, size_t b) { return a < b ? a : b; }
@@ -141,7 +142,7 @@ static void scan_4(const flat_job *job, const float *const *q, size_t gn, const 
 }
 
 static void flat_task(void *arg, size_t task) {
-    const flat_job *job = (const flat_job *)arg;
+    flat_job *job = arg;
     size_t qb = task / job->n_rsplits, rs = task % job->n_rsplits;
     size_t q_lo = qb * job->qblock, nqb = min_sz(job->qblock, job->nq - q_lo);
     size_t r_lo = rs * job->rsplit_rows, r_hi = r_lo + min_sz(job->rsplit_rows, job->n_rows - r_lo);
@@ -161,12 +162,14 @@ static void flat_task(void *arg, size_t task) {
     const float *ptrs[TILE_MAX_ROWS];
     int64_t ids[TILE_MAX_ROWS];
     double xinv[TILE_MAX_ROWS];
+    uint64_t examined = 0;
     for (size_t lo = r_lo, hi; lo < r_hi; lo = hi) {
         hi = lo + min_sz(job->tile_rows, r_hi - lo);
         size_t seg_last = lo | job->seg_mask; /* last row of lo's segment */
         if (seg_last < hi - 1) hi = seg_last + 1;
         size_t m = collect_tile(job, job->segments[lo >> job->shift], lo, hi, ptrs, ids);
         if (m == 0) continue;
+        examined += m;
         for (size_t i = 0; i < m; i++)
             xinv[i] = cosine ? vdb_inv_norm(job->kern->dot(ptrs[i], ptrs[i], dim)) : 0.0;
         for (size_t g = 0; g < nqb; g += 4) {
@@ -181,6 +184,7 @@ static void flat_task(void *arg, size_t task) {
         if (job->n_rsplits == 1) vdb_topk_sort(&heaps[i]); /* nothing to merge */
         job->sizes[rs * job->nq + q_lo + i] = heaps[i].n;
     }
+    __atomic_fetch_add(&job->examined, examined * nqb, __ATOMIC_RELAXED);
 }
 
 /* Chooses block sizes and range splits (see the header comment) and the thread count. */
@@ -253,7 +257,7 @@ static int check_args(int metric, const vdb_rows *rows, const float *queries, si
 
 int vdb_flat_search(int simd, int metric, const vdb_rows *rows, const float *queries, size_t nq,
                     size_t k, const uint64_t *allow, const uint64_t *deny, int n_threads,
-                    int64_t *out_rows, float *out_dist) {
+                    int64_t *out_rows, float *out_dist, vdb_search_stats *stats) {
     int rc = check_args(metric, rows, queries, nq, k, n_threads, out_rows, out_dist);
     if (rc != VDB_OK) return rc;
     if (simd < VDB_SIMD_SCALAR || simd > VDB_SIMD_AVX512) return VDB_ERR_INVALID;
@@ -291,8 +295,13 @@ int vdb_flat_search(int simd, int metric, const vdb_rows *rows, const float *que
         return VDB_ERR_NOMEM;
     }
     rc = vdb_parallel_for(threads, job.n_qblocks * job.n_rsplits, flat_task, &job);
-    if (rc == VDB_OK)
+    if (rc == VDB_OK) {
         for (size_t qi = 0; qi < nq; qi++) write_result(&job, qi, k, out_rows, out_dist);
+        if (stats != NULL) {
+            __atomic_fetch_add(&stats->visited, job.examined, __ATOMIC_RELAXED);
+            __atomic_fetch_add(&stats->distances, job.examined, __ATOMIC_RELAXED);
+        }
+    }
     free(job.hits);
     free(job.sizes);
     return rc;

@@ -237,13 +237,13 @@ static int insert(const hnsw_view *v, hnsw_ctx *c, uint32_t q, const uint32_t *e
     double xinv = hnsw_query_inv(v, x);
     float curd;
     hnsw_dists(v, x, xinv, &cur, 1, &curd);
-    for (unsigned lc = top; lc > level; lc--) hnsw_greedy(v, x, xinv, lc, &cur, &curd);
+    for (unsigned lc = top; lc > level; lc--) hnsw_greedy(v, x, xinv, lc, &cur, &curd, NULL);
 
     hnsw_pair *eps = c->aux; /* not reallocated below: reserved above */
     eps[0].d = curd, eps[0].id = cur;
     size_t n_eps = 1;
     for (unsigned lc = hi;; lc--) { /* pass 1: searches and selections, top-down */
-        size_t nr = hnsw_search_layer(v, c, x, xinv, eps, n_eps, lc, ef, NULL, NULL);
+        size_t nr = hnsw_search_layer(v, c, x, xinv, eps, n_eps, lc, ef, NULL, NULL, NULL);
         if (nr == SIZE_MAX) {
             rc = VDB_ERR_NOMEM;
             goto out;

@@ -1,7 +1,8 @@
 /*
  * hnsw_int.h -- the private structure of an HNSW graph (vdb_hnsw of vecdb.h), shared by
  * hnsw.c (lifetime, storage, scratch pool), hnsw_search.c (layer search and vdb_hnsw_search),
- * hnsw_insert.c (vdb_hnsw_add) and hnsw_image.c (checkpoint image).
+ * hnsw_filter.c (level-0 search of filtered queries), hnsw_insert.c (vdb_hnsw_add) and
+ * hnsw_image.c (checkpoint image).
  *
  * Storage. Node i is row i of the caller's vdb_rows. Per node the graph keeps:
  *  - a level-0 record of HNSW_L0_WORDS(m) u32: [count, id_0 .. id_{2m-1}];
@@ -51,6 +52,14 @@
 #define HNSW_CHUNK ((size_t)1 << HNSW_CHUNK_SHIFT)
 #define HNSW_CHUNK_MASK (HNSW_CHUNK - 1)
 #define HNSW_MAX_LEVEL 31
+#define HNSW_MAX_M0 512      /* level-0 links per node: 2 * the largest m (256) */
+#define HNSW_FILTER_SEEDS 32 /* eligible rows a filtered search also starts from */
+#define HNSW_FILTER_ROUTE 4  /* expansions of a filtered search that look past excluded
+                                nodes closer than every eligible result (hnsw_filter.c) */
+#define HNSW_FILTER_MIN_SHARE 0.02  /* filtered queries with an eligible share in */
+#define HNSW_FILTER_MAX_SHARE 0.5   /* [MIN, MAX) use the two-hop search (hnsw_filter.c) */
+#define HNSW_FILTER_WIDE_SHARE 0.05 /* below: the two-hop search widens ef, up to 2x */
+#define HNSW_SHARE_WORDS 4096 /* bitset words sampled to estimate the eligible share */
 #define HNSW_N_LOCKS 4096 /* stripes; a power of two */
 #define HNSW_POOL_MAX 64  /* scratch contexts kept for reuse */
 #define HNSW_MAX_NODES ((size_t)UINT32_MAX - 1)
@@ -72,6 +81,12 @@ typedef struct hnsw_pair {
     float d;
     uint32_t id;
 } hnsw_pair;
+
+/* Work counters of one thread's searches (see vdb_search_stats). */
+typedef struct hnsw_count {
+    uint64_t visited;   /* nodes whose link record was read */
+    uint64_t distances; /* distance computations */
+} hnsw_count;
 
 /* Per-thread scratch: a visited set (epoch tags) and heap storage, reused across calls. */
 typedef struct hnsw_ctx {
@@ -187,15 +202,32 @@ static inline uint32_t *hnsw_upper(const hnsw_view *v, uint32_t id, unsigned lc)
 void hnsw_dists(const hnsw_view *v, const float *q, double qinv, const uint32_t *ids, size_t n,
                 float *out);
 double hnsw_query_inv(const hnsw_view *v, const float *q);
-/* Greedy descent from (*cur, *curd) at upper level lc until no neighbour is closer. */
+/* Greedy descent from (*cur, *curd) at upper level lc until no neighbour is closer. Adds its
+ * work to *count (NULL: not counted). */
 void hnsw_greedy(const hnsw_view *v, const float *q, double qinv, unsigned lc, uint32_t *cur,
-                 float *curd);
+                 float *curd, hnsw_count *count);
 /* Best-first search at level lc from the n_eps pairs eps (ids < limit) with list size ef.
  * Nodes outside allow / inside deny route but are not kept. Leaves c->res[0 .. ret) holding
- * the results as a max-heap; returns their count (<= ef), or SIZE_MAX when out of memory. */
+ * the results as a max-heap; returns their count (<= ef), or SIZE_MAX when out of memory.
+ * Adds its work to *count (NULL: not counted). */
 size_t hnsw_search_layer(const hnsw_view *v, hnsw_ctx *c, const float *q, double qinv,
                          const hnsw_pair *eps, size_t n_eps, unsigned lc, size_t ef,
-                         const uint64_t *allow, const uint64_t *deny);
+                         const uint64_t *allow, const uint64_t *deny, hnsw_count *count);
+/* hnsw_filter.c: the share of eligible rows among [0, limit): exact when the bitsets hold at
+ * most HNSW_SHARE_WORDS words, else estimated from that many words spread evenly. */
+double hnsw_filter_share(const hnsw_view *v, const uint64_t *allow, const uint64_t *deny);
+/* Up to n eligible rows (in allow, not in deny, < limit), spread evenly over
+ * [0, limit): for each of n equal strata, the first eligible row at or after its middle that
+ * is after the previous pick. Writes them ascending into out; returns their count. */
+size_t hnsw_filter_seeds(const hnsw_view *v, const uint64_t *allow, const uint64_t *deny,
+                         uint32_t *out, size_t n);
+/* Level-0 search of a filtered query (allow != NULL) from the n_eps pairs eps: scores only
+ * eligible nodes, found one or two hops from each expanded node (see hnsw_filter.c). Results
+ * and return value as hnsw_search_layer. */
+size_t hnsw_search_layer_filtered(const hnsw_view *v, hnsw_ctx *c, const float *q, double qinv,
+                                  const hnsw_pair *eps, size_t n_eps, size_t ef,
+                                  const uint64_t *allow, const uint64_t *deny,
+                                  hnsw_count *count);
 /* Sorts pairs ascending by (d, id). */
 void hnsw_sort_pairs(hnsw_pair *p, size_t n);
 

@@ -1,6 +1,7 @@
 /*
  * hnsw_search.c -- layer search (greedy descent, best-first search with ef) and
- * vdb_hnsw_search. Insertion (hnsw_insert.c) uses the same layer search.
+ * vdb_hnsw_search. Insertion (hnsw_insert.c) uses the same layer search; filtered queries
+ * search level 0 with hnsw_filter.c.
  *
  * The hot loop (hnsw_search_layer at level 0): pop the closest candidate, read its level-0
  * record without a lock, keep the ids not yet visited (and < limit), prefetch their vectors,
@@ -12,26 +13,25 @@
  *  1. Lock-free: only hnsw_int.h's accessors read the graph; every count is clamped to its
  *     record's capacity and every id checked against the view's limit before use, so a
  *     concurrent vdb_hnsw_add or a damaged image never makes a search read out of bounds.
- *  2. Excluded nodes (outside allow / inside deny) are visited and expanded like others but
- *     never enter the result heap; the search stops when the closest open candidate is
- *     farther than the worst of ef results (with fewer than ef eligible results it goes on).
+ *  2. In hnsw_search_layer, excluded nodes (outside allow / inside deny) are visited and
+ *     expanded like others but never enter the result heap; the search stops when the
+ *     closest open candidate is farther than the worst of ef results (with fewer than ef
+ *     eligible results it goes on). vdb_hnsw_search uses it for unfiltered queries (deny
+ *     only: tombstones route) and for filtered queries whose share of eligible rows is
+ *     outside [HNSW_FILTER_MIN_SHARE, HNSW_FILTER_MAX_SHARE); the others search level 0
+ *     with hnsw_search_layer_filtered (hnsw_filter.c), from the descent's node and the seeds
+ *     of hnsw_filter_seeds, with ef widened below HNSW_FILTER_WIDE_SHARE (once per call).
  *  3. Results are sorted by (distance, node), so ties go to the smaller row as in flat search;
  *     distances equal vdb_flat_search's (same kernels, same finishing).
  *  4. On VDB_ERR_NOMEM some queries' output rows may have been written already.
+ *  5. Work counts (vdb_search_stats) are kept in each worker's own hnsw_count and added to
+ *     the job's with one atomic add per worker; the caller's stats only on success.
  */
 #include <math.h>
 #include <stdlib.h>
 
-#include "bitset_int.h"
-#include "hnsw_int.h"
+#include "hnsw_heap.h"
 #include "threads_int.h"
-
-#define PREFETCH_LINES 2 /* cache lines of each vector prefetched ahead of its distance */
-
-static inline void prefetch_vec(const hnsw_view *v, uint32_t id) {
-    const char *p = (const char *)hnsw_vec(v, id);
-    for (int i = 0; i < PREFETCH_LINES; i++) __builtin_prefetch(p + 64 * i);
-}
 
 double hnsw_query_inv(const hnsw_view *v, const float *q) {
     return v->metric == VDB_METRIC_COSINE ? vdb_inv_norm(v->g->kern->dot(q, q, v->dim)) : 0.0;
@@ -61,70 +61,6 @@ void hnsw_dists(const hnsw_view *v, const float *q, double qinv, const uint32_t 
     }
 }
 
-/* --- heaps of (d, id): candidates min by d, results max by (d, id) --- */
-
-static inline int worse(hnsw_pair a, hnsw_pair b) { /* a after b in (d, id) order */
-    return a.d > b.d || (a.d == b.d && a.id > b.id);
-}
-
-static inline void cand_push(hnsw_pair *h, size_t *n, hnsw_pair x) {
-    size_t i = (*n)++;
-    while (i > 0) {
-        size_t p = (i - 1) >> 1;
-        if (h[p].d <= x.d) break;
-        h[i] = h[p];
-        i = p;
-    }
-    h[i] = x;
-}
-
-static inline void cand_pop(hnsw_pair *h, size_t *n) {
-    size_t len = --(*n);
-    if (len == 0) return;
-    hnsw_pair x = h[len];
-    size_t i = 0;
-    for (;;) {
-        size_t c = 2 * i + 1;
-        if (c >= len) break;
-        if (c + 1 < len && h[c + 1].d < h[c].d) c++;
-        if (x.d <= h[c].d) break;
-        h[i] = h[c];
-        i = c;
-    }
-    h[i] = x;
-}
-
-static inline void res_sift_down(hnsw_pair *h, size_t len, size_t i) {
-    hnsw_pair x = h[i];
-    for (;;) {
-        size_t c = 2 * i + 1;
-        if (c >= len) break;
-        if (c + 1 < len && worse(h[c + 1], h[c])) c++;
-        if (!worse(h[c], x)) break;
-        h[i] = h[c];
-        i = c;
-    }
-    h[i] = x;
-}
-
-/* Offers x to the bounded max-heap h (capacity ef). */
-static inline void res_push(hnsw_pair *h, size_t *n, size_t ef, hnsw_pair x) {
-    if (*n == ef) {
-        if (!worse(h[0], x)) return;
-        h[0] = x;
-        res_sift_down(h, ef, 0);
-        return;
-    }
-    size_t i = (*n)++;
-    while (i > 0) {
-        size_t p = (i - 1) >> 1;
-        if (!worse(x, h[p])) break;
-        h[i] = h[p];
-        i = p;
-    }
-    h[i] = x;
-}
-
 void hnsw_sort_pairs(hnsw_pair *p, size_t n) {
     /* heapsort via the max-heap: build, then move the max to the end */
     for (size_t i = n / 2; i-- > 0;) res_sift_down(p, n, i);
@@ -136,20 +72,16 @@ void hnsw_sort_pairs(hnsw_pair *p, size_t n) {
     }
 }
 
-static inline int eligible(const uint64_t *allow, const uint64_t *deny, uint32_t id) {
-    if (allow != NULL && !vdb_bit_test(allow, id)) return 0;
-    if (deny != NULL && vdb_bit_test(deny, id)) return 0;
-    return 1;
-}
-
 void hnsw_greedy(const hnsw_view *v, const float *q, double qinv, unsigned lc, uint32_t *cur,
-                 float *curd) {
+                 float *curd, hnsw_count *count) {
     uint32_t ids[256];
     float d[256];
+    uint64_t n_visited = 0, n_dist = 0;
     for (int moved = 1; moved;) {
         moved = 0;
         const uint32_t *rec = hnsw_upper(v, *cur, lc);
-        if (rec == NULL) return;
+        if (rec == NULL) break;
+        n_visited++;
         uint32_t cnt = LOAD_ACQ(&rec[0]);
         if (cnt > v->g->m) cnt = v->g->m;
         size_t nb = 0;
@@ -161,6 +93,7 @@ void hnsw_greedy(const hnsw_view *v, const float *q, double qinv, unsigned lc, u
             }
         }
         hnsw_dists(v, q, qinv, ids, nb, d);
+        n_dist += nb;
         for (size_t j = 0; j < nb; j++) {
             if (d[j] < *curd) {
                 *curd = d[j];
@@ -169,20 +102,15 @@ void hnsw_greedy(const hnsw_view *v, const float *q, double qinv, unsigned lc, u
             }
         }
     }
-}
-
-static int grow_cand(hnsw_ctx *c) {
-    size_t cap = c->cand_cap * 2;
-    hnsw_pair *a = realloc(c->cand, cap * sizeof *a);
-    if (a == NULL) return VDB_ERR_NOMEM;
-    c->cand = a;
-    c->cand_cap = cap;
-    return VDB_OK;
+    if (count != NULL) {
+        count->visited += n_visited;
+        count->distances += n_dist;
+    }
 }
 
 size_t hnsw_search_layer(const hnsw_view *v, hnsw_ctx *c, const float *q, double qinv,
                          const hnsw_pair *eps, size_t n_eps, unsigned lc, size_t ef,
-                         const uint64_t *allow, const uint64_t *deny) {
+                         const uint64_t *allow, const uint64_t *deny, hnsw_count *count) {
     if (hnsw_ctx_reserve(c, ef + n_eps + 1) != VDB_OK) return SIZE_MAX;
     hnsw_ctx_new_pass(c);
     const int filtered = allow != NULL || deny != NULL;
@@ -202,12 +130,14 @@ size_t hnsw_search_layer(const hnsw_view *v, hnsw_ctx *c, const float *q, double
     float lower = nr == ef ? res[0].d : INFINITY;
     uint32_t ids[513];
     float d[513];
+    uint64_t n_visited = 0, n_dist = 0;
     while (nc > 0) {
         hnsw_pair cur = cand[0];
         if (cur.d > lower) break;
         cand_pop(cand, &nc);
         const uint32_t *rec = lc == 0 ? hnsw_l0(v, cur.id) : hnsw_upper(v, cur.id, lc);
         if (rec == NULL) continue;
+        n_visited++;
         uint32_t cnt = LOAD_ACQ(&rec[0]);
         if (cnt > cap) cnt = cap;
         size_t nb = 0;
@@ -220,6 +150,7 @@ size_t hnsw_search_layer(const hnsw_view *v, hnsw_ctx *c, const float *q, double
         }
         if (nb == 0) continue;
         hnsw_dists(v, q, qinv, ids, nb, d);
+        n_dist += nb;
         for (size_t j = 0; j < nb; j++) {
             if (!(d[j] < lower)) continue; /* also drops NaN */
             if (nc == c->cand_cap) {
@@ -236,6 +167,10 @@ size_t hnsw_search_layer(const hnsw_view *v, hnsw_ctx *c, const float *q, double
         }
         if (nc > 0 && lc == 0) __builtin_prefetch(hnsw_l0(v, cand[0].id));
     }
+    if (count != NULL) {
+        count->visited += n_visited;
+        count->distances += n_dist;
+    }
     return nr;
 }
 
@@ -248,13 +183,18 @@ typedef struct search_job {
     const float *queries;
     size_t nq, k, ef;
     const uint64_t *allow, *deny;
+    int route_all;     /* filtered, with a share outside the two-hop search's range */
+    uint32_t seeds[HNSW_FILTER_SEEDS]; /* two-hop search: extra entry points */
+    size_t n_seeds;
     int64_t *out_rows;
     float *out_dist;
     size_t next;       /* atomic: next query to claim */
     int err;           /* atomic: first error */
+    int counting;      /* stats were asked for */
+    hnsw_count count;  /* atomic: the workers' counts, added once per worker */
 } search_job;
 
-static int search_one(search_job *job, hnsw_ctx *c, size_t qi) {
+static int search_one(search_job *job, hnsw_ctx *c, size_t qi, hnsw_count *count) {
     const hnsw_view *v = &job->view;
     const float *q = job->queries + qi * v->dim;
     int64_t *rows = job->out_rows + qi * job->k;
@@ -265,9 +205,24 @@ static int search_one(search_job *job, hnsw_ctx *c, size_t qi) {
         uint32_t cur = job->ep;
         float curd;
         hnsw_dists(v, q, qinv, &cur, 1, &curd);
-        for (unsigned lc = job->top; lc >= 1; lc--) hnsw_greedy(v, q, qinv, lc, &cur, &curd);
-        hnsw_pair ep = {curd, cur};
-        nr = hnsw_search_layer(v, c, q, qinv, &ep, 1, 0, job->ef, job->allow, job->deny);
+        count->distances++;
+        for (unsigned lc = job->top; lc >= 1; lc--)
+            hnsw_greedy(v, q, qinv, lc, &cur, &curd, count);
+        if (job->allow == NULL || job->route_all) {
+            hnsw_pair ep = {curd, cur};
+            nr = hnsw_search_layer(v, c, q, qinv, &ep, 1, 0, job->ef, job->allow, job->deny,
+                                   count);
+        } else { /* from the descent's node and the seeds (hnsw_filter.c) */
+            hnsw_pair eps[1 + HNSW_FILTER_SEEDS];
+            float sd[HNSW_FILTER_SEEDS];
+            eps[0] = (hnsw_pair){curd, cur};
+            hnsw_dists(v, q, qinv, job->seeds, job->n_seeds, sd);
+            count->distances += job->n_seeds;
+            for (size_t i = 0; i < job->n_seeds; i++)
+                eps[1 + i] = (hnsw_pair){sd[i], job->seeds[i]};
+            nr = hnsw_search_layer_filtered(v, c, q, qinv, eps, 1 + job->n_seeds, job->ef,
+                                            job->allow, job->deny, count);
+        }
         if (nr == SIZE_MAX) return VDB_ERR_NOMEM;
         hnsw_sort_pairs(c->res, nr);
     }
@@ -286,19 +241,25 @@ static void search_worker(void *arg, size_t task) {
         __atomic_store_n(&job->err, VDB_ERR_NOMEM, __ATOMIC_RELAXED);
         return;
     }
+    hnsw_count count = {0, 0};
     for (;;) {
         if (__atomic_load_n(&job->err, __ATOMIC_RELAXED) != VDB_OK) break;
         size_t qi = __atomic_fetch_add(&job->next, 1, __ATOMIC_RELAXED);
         if (qi >= job->nq) break;
-        int rc = search_one(job, c, qi);
+        int rc = search_one(job, c, qi, &count);
         if (rc != VDB_OK) __atomic_store_n(&job->err, rc, __ATOMIC_RELAXED);
     }
     hnsw_ctx_put(job->view.g, c);
+    if (job->counting) {
+        __atomic_fetch_add(&job->count.visited, count.visited, __ATOMIC_RELAXED);
+        __atomic_fetch_add(&job->count.distances, count.distances, __ATOMIC_RELAXED);
+    }
 }
 
 int vdb_hnsw_search(const vdb_hnsw *g, const vdb_rows *rows, const float *queries,
                     size_t nq, size_t k, size_t ef, const uint64_t *allow,
-                    const uint64_t *deny, int n_threads, int64_t *out_rows, float *out_dist) {
+                    const uint64_t *deny, int n_threads, int64_t *out_rows, float *out_dist,
+                    vdb_search_stats *stats) {
     int rc = hnsw_check_rows(g, rows);
     if (rc != VDB_OK) return rc;
     if (n_threads < 0) return VDB_ERR_INVALID;
@@ -319,6 +280,7 @@ int vdb_hnsw_search(const vdb_hnsw *g, const vdb_rows *rows, const float *querie
     job.deny = deny;
     job.out_rows = out_rows;
     job.out_dist = out_dist;
+    job.counting = stats != NULL;
     uint64_t entry = LOAD_ACQ(&g->entry);
     if (entry == HNSW_NO_ENTRY) {
         job.view.limit = 0; /* empty graph: every slot unused */
@@ -332,6 +294,21 @@ int vdb_hnsw_search(const vdb_hnsw *g, const vdb_rows *rows, const float *querie
         }
     }
 
+    if (allow != NULL && job.view.limit > 0) { /* see hnsw_filter.c */
+        double share = hnsw_filter_share(&job.view, allow, deny);
+        if (share < HNSW_FILTER_MIN_SHARE || share >= HNSW_FILTER_MAX_SHARE) {
+            job.route_all = 1;
+        } else {
+            if (share < HNSW_FILTER_WIDE_SHARE) {
+                double f = HNSW_FILTER_WIDE_SHARE / share;
+                size_t wide = (size_t)((double)job.ef * (f < 2.0 ? f : 2.0));
+                job.ef = wide < job.view.limit ? wide : job.view.limit;
+            }
+            job.n_seeds = hnsw_filter_seeds(&job.view, allow, deny, job.seeds,
+                                            HNSW_FILTER_SEEDS);
+        }
+    }
+
     unsigned threads = 1;
     if (nq > 1 && n_threads != 1) {
         threads = vdb_threads_resolve(n_threads);
@@ -342,5 +319,9 @@ int vdb_hnsw_search(const vdb_hnsw *g, const vdb_rows *rows, const float *querie
         if (rc != VDB_OK && rc != VDB_ERR_THREAD) return rc;
     }
     search_worker(&job, 0); /* one thread, or what a failed thread start left over */
+    if (job.err == VDB_OK && stats != NULL) {
+        __atomic_fetch_add(&stats->visited, job.count.visited, __ATOMIC_RELAXED);
+        __atomic_fetch_add(&stats->distances, job.count.distances, __ATOMIC_RELAXED);
+    }
     return job.err;
 }

@@ -72,18 +72,35 @@ int vdb_distances(int simd, int metric, const float *q, const float *x, size_t n
                   float *out);
 
 /*
+ * Work counters of a search, for explain() and benchmarks. A search given a non-NULL stats
+ * adds to its fields (it never resets them; the caller zeroes a fresh one) the work done for
+ * all its queries:
+ *    visited    HNSW: nodes whose neighbour lists were read (every level); flat: rows
+ *               examined (eligible rows x queries)
+ *    distances  distance computations (flat: equal to visited)
+ * Each thread counts in its own variables and adds them atomically once at the end, so
+ * concurrent calls may share one stats. Counts are added only when VDB_OK is returned.
+ * NULL stats: nothing is reported (the counting itself is a few register increments).
+ */
+typedef struct vdb_search_stats {
+    uint64_t visited;
+    uint64_t distances;
+} vdb_search_stats;
+
+/*
  * Exact k-nearest search of nq queries (queries[nq][rows->dim], contiguous) over rows.
  * A row takes part iff (allow == NULL or bit r of allow is set) and (deny == NULL or bit r of
  * deny is clear); bitsets hold at least ceil(n_rows / 64) words, bit r = word r/64, bit r%64.
  * Writes, per query i, out_rows[i*k .. i*k+k) (row numbers) and out_dist[...] (distances),
  * best first, ties broken by the smaller row; unused slots get row -1 and distance +INFINITY.
  * Work is spread over n_threads threads (0 = number of online CPUs): over queries when there
- * are many, over row ranges of each query when there are few.
+ * are many, over row ranges of each query when there are few. stats (nullable): see
+ * vdb_search_stats.
  * Errors: VDB_ERR_INVALID, VDB_ERR_UNSUPPORTED, VDB_ERR_NOMEM, VDB_ERR_THREAD.
  */
 int vdb_flat_search(int simd, int metric, const vdb_rows *rows, const float *queries, size_t nq,
                     size_t k, const uint64_t *allow, const uint64_t *deny, int n_threads,
-                    int64_t *out_rows, float *out_dist);
+                    int64_t *out_rows, float *out_dist, vdb_search_stats *stats);
 
 /* Writes to *count the number of set bits among the first n_bits bits of bits. */
 int vdb_bitset_count(const uint64_t *bits, size_t n_bits, size_t *count);
@@ -135,15 +152,23 @@ int vdb_hnsw_add(vdb_hnsw *graph, const vdb_rows *rows, int n_threads);
 
 /*
  * k-nearest search of nq queries with candidate list size ef (raised to k when smaller).
- * Nodes beyond rows->n_rows are ignored; allow / deny as in vdb_flat_search (nodes outside
- * allow or inside deny route the search but are never returned). Output as in
- * vdb_flat_search: best first, unused slots row -1 / distance +INFINITY. Queries are spread
- * over n_threads threads (0 = one per online CPU).
+ * Nodes beyond rows->n_rows are ignored; allow / deny as in vdb_flat_search: nodes outside
+ * allow or inside deny are never returned. Without allow, excluded (deny) nodes route the
+ * search like others. With allow, by the share of eligible rows (estimated once per call):
+ * from 2% to 50%, the bottom level scores only eligible nodes, found one or two links away
+ * from each expanded node, and ef is widened up to 2x below 5%; otherwise every node routes
+ * (the search expands about ef / share nodes: below a few percent an exact scan of the
+ * allowed rows with vdb_flat_search is usually cheaper, see
+ * benchmarks/planner_calibration.py). ef counts eligible results.
+ * Output as in vdb_flat_search: best first, unused slots row -1 / distance +INFINITY.
+ * Queries are spread over n_threads threads (0 = one per online CPU); results do not depend
+ * on n_threads. stats (nullable): see vdb_search_stats.
  * Errors: VDB_ERR_INVALID, VDB_ERR_NOMEM, VDB_ERR_THREAD.
  */
 int vdb_hnsw_search(const vdb_hnsw *graph, const vdb_rows *rows, const float *queries,
                     size_t nq, size_t k, size_t ef, const uint64_t *allow,
-                    const uint64_t *deny, int n_threads, int64_t *out_rows, float *out_dist);
+                    const uint64_t *deny, int n_threads, int64_t *out_rows, float *out_dist,
+                    vdb_search_stats *stats);
 
 /* Node count, and bytes of memory the graph holds (links and bookkeeping, not vectors). */
 int vdb_hnsw_info(const vdb_hnsw *graph, size_t *n_nodes, size_t *memory_bytes);

@@ -213,3 +213,220 @@ class Child:
         for f in (self.proc.stdin, self.proc.stdout, self.proc.stderr):
             f.close()
         return rest.decode().split()
+
+
+def clustered_vectors_with_labels(n: int, dim: int, *, n_queries: int = 0, clusters: int = 50,
+                                  seed: int = 0) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """clustered_vectors(...) and the cluster label (int64 [n]) of each of the n points."""
+    rng = np.random.default_rng(seed)
+    centers = rng.standard_normal((clusters, dim)).astype(np.float32) * 3
+    labels = rng.integers(0, clusters, size=n + n_queries)
+    points = centers[labels] + rng.standard_normal((n + n_queries, dim)).astype(np.float32)
+    return (np.ascontiguousarray(points[:n]), np.ascontiguousarray(points[n:]),
+            labels[:n].astype(np.int64))
+
+
+# -- filters: a plain-Python reference of the where-language ---------------------------------
+#
+# An independent reading of the module docstring of vecdb/query/filters.py (rules 1-11); it
+# imports nothing from vecdb. It evaluates valid filters only: checking them is vecdb's job.
+
+
+def _plain(v):
+    """Rule 1: numpy scalars are their Python values."""
+    if isinstance(v, np.generic):
+        return v.item()
+    return v
+
+
+def _kind(v) -> Optional[str]:
+    """Rule 2: the type class of a single value; None for None and lists (no class)."""
+    v = _plain(v)
+    if isinstance(v, bool):
+        return "bool"
+    if isinstance(v, (int, float)):
+        return "number"
+    if isinstance(v, str):
+        return "str"
+    return None
+
+
+def _ref_eq(value, v) -> bool:
+    """Rule 3: value (a row's) is a single value equal to v. Python compares int with float
+    exactly (2**53 + 1 != 2.0**53), which is rule 2's numeric equality."""
+    kind = _kind(value)
+    return kind is not None and kind == _kind(v) and _plain(value) == _plain(v)
+
+
+def _ref_ordered(value, op: str, v) -> bool:
+    """Rule 4: same class (number or str) and the comparison holds."""
+    kind = _kind(value)
+    if kind not in ("number", "str") or kind != _kind(v):
+        return False
+    a, b = _plain(value), _plain(v)
+    return {"$gt": a > b, "$gte": a >= b, "$lt": a < b, "$lte": a <= b}[op]
+
+
+def _ref_operator(has: bool, value, op: str, arg) -> bool:
+    if op == "$exists":
+        return has == bool(arg)                                  # rule 7
+    if not has:
+        return False                                             # rule 8
+    if op == "$eq":
+        return _ref_eq(value, arg)                               # rule 3
+    if op == "$ne":
+        return not _ref_eq(value, arg)                           # rule 5
+    if op == "$in":
+        return any(_ref_eq(value, a) for a in arg)               # rule 3
+    if op == "$nin":
+        return not any(_ref_eq(value, a) for a in arg)           # rule 5
+    if op == "$contains":
+        return isinstance(value, list) and any(_ref_eq(e, arg) for e in value)  # rule 6
+    if op in ("$gt", "$gte", "$lt", "$lte"):
+        return _ref_ordered(value, op, arg)                      # rule 4
+    raise ValueError(f"reference evaluator: unknown operator {op!r}")
+
+
+def _ref_where(metadata: Optional[dict], where: dict) -> bool:
+    """All entries of the dict hold (several fields / several operators: rule 9 and syntax)."""
+    for key, spec in where.items():
+        if key == "$and":
+            ok = all(_ref_where(metadata, f) for f in spec)
+        elif key == "$or":
+            ok = any(_ref_where(metadata, f) for f in spec)
+        elif key == "$not":
+            ok = not _ref_where(metadata, spec)
+        else:
+            has = metadata is not None and key in metadata
+            value = metadata[key] if has else None
+            ops = spec if isinstance(spec, dict) else {"$eq": spec}
+            ok = all(_ref_operator(has, value, op, arg) for op, arg in ops.items())
+        if not ok:
+            return False
+    return True
+
+
+def _ref_document(document: Optional[str], where_document: dict) -> bool:
+    """Rule 10."""
+    for op, arg in where_document.items():
+        if op == "$contains":
+            ok = document is not None and arg in document
+        elif op == "$not_contains":
+            ok = not (document is not None and arg in document)
+        elif op == "$and":
+            ok = all(_ref_document(document, f) for f in arg)
+        elif op == "$or":
+            ok = any(_ref_document(document, f) for f in arg)
+        elif op == "$not":
+            ok = not _ref_document(document, arg)
+        else:
+            raise ValueError(f"reference evaluator: unknown document operator {op!r}")
+        if not ok:
+            return False
+    return True
+
+
+def matches(metadata: Optional[dict], document: Optional[str], where: Optional[dict] = None,
+            where_document: Optional[dict] = None) -> bool:
+    """True if a row with this metadata (None: no fields) and document matches both filters
+    (rule 11: None or {} filters nothing), following vecdb/query/filters.py literally."""
+    return ((where is None or _ref_where(metadata, where)) and
+            (where_document is None or _ref_document(document, where_document)))
+
+
+# -- hypothesis strategies for metadata, documents and filters -------------------------------
+
+FILTER_FIELDS = ("a", "b", "c", "tags")
+FILTER_INTS = (0, 1, 2, 3, -1, 10, 2**53, 2**53 + 1, -(2**53) - 1, 2**63 - 1, -(2**63))
+FILTER_FLOATS = (0.0, -0.0, 1.0, 2.0, 2.5, -1.5, 3.0, 10.0, 0.1, 2.0**53, 9.3e18, 1e300, -1e-300)
+FILTER_STRS = ("", "a", "b", "ab", "B", "ba", "é", "a\x00", "2", "True", "\U0001F600", "\uffff")
+DOC_ALPHABET = "abAB é"
+
+try:
+    from hypothesis import strategies as st
+except ImportError:  # pragma: no cover - hypothesis is a test dependency
+    st = None
+
+if st is not None:
+    numbers_st = st.one_of(st.sampled_from(FILTER_INTS), st.sampled_from(FILTER_FLOATS),
+                           st.integers(-3, 3))
+    strs_st = st.sampled_from(FILTER_STRS)
+    #: a single value as a filter takes it: str, int, float or bool
+    scalar_st = st.one_of(numbers_st, strs_st, st.booleans())
+    #: a value $gt/$gte/$lt/$lte take: a number or a str
+    ordered_st = st.one_of(numbers_st, strs_st)
+    #: a metadata value: a single value, None, or a list of those (no nesting)
+    meta_value_st = st.one_of(scalar_st, st.none(),
+                              st.lists(st.one_of(scalar_st, st.none()), max_size=4))
+    #: a row's metadata: None or a dict over FILTER_FIELDS
+    metadata_st = st.one_of(st.none(), st.dictionaries(st.sampled_from(FILTER_FIELDS),
+                                                       meta_value_st, max_size=4))
+    document_st = st.one_of(st.none(), st.text(DOC_ALPHABET, max_size=8))
+
+    _operator_st = st.one_of(
+        st.tuples(st.sampled_from(("$eq", "$ne")), scalar_st),
+        st.tuples(st.sampled_from(("$gt", "$gte", "$lt", "$lte")), ordered_st),
+        st.tuples(st.sampled_from(("$in", "$nin")), st.lists(scalar_st, max_size=4)),
+        st.tuples(st.just("$exists"), st.booleans()),
+        st.tuples(st.just("$contains"), scalar_st),
+    )
+    #: what a field maps to: a value (implicit $eq) or a non-empty dict of operators
+    field_spec_st = st.one_of(scalar_st,
+                              st.lists(_operator_st, min_size=1, max_size=3).map(dict))
+    _field_filter_st = st.dictionaries(st.sampled_from(FILTER_FIELDS), field_spec_st,
+                                       min_size=1, max_size=2)
+
+    def _nest(children):
+        return st.one_of(
+            st.lists(children, min_size=1, max_size=3).map(lambda fs: {"$and": fs}),
+            st.lists(children, min_size=1, max_size=3).map(lambda fs: {"$or": fs}),
+            children.map(lambda f: {"$not": f}),
+            # logical keys next to field keys in one dict: all must hold
+            st.tuples(children, _field_filter_st).map(lambda p: {**p[1], **p[0]}),
+        )
+
+    #: a valid where filter: every operator, $and/$or/$not nested to any depth (often 3+)
+    where_st = st.recursive(_field_filter_st, _nest, max_leaves=10)
+
+    _doc_leaf_st = st.builds(lambda op, t: {op: t},
+                             st.sampled_from(("$contains", "$not_contains")),
+                             st.text(DOC_ALPHABET, min_size=1, max_size=3))
+
+    def _doc_nest(children):
+        return st.one_of(
+            st.lists(children, min_size=1, max_size=3).map(lambda fs: {"$and": fs}),
+            st.lists(children, min_size=1, max_size=3).map(lambda fs: {"$or": fs}),
+            children.map(lambda f: {"$not": f}),
+        )
+
+    #: a valid where_document filter
+    where_document_st = st.recursive(_doc_leaf_st, _doc_nest, max_leaves=5)
+
+
+def random_metadata(rng) -> Optional[dict]:
+    """A row's metadata drawn like metadata_st, from a numpy Generator (for fixed data sets)."""
+    def scalar():
+        pool = (FILTER_INTS, FILTER_FLOATS, FILTER_STRS, (True, False), tuple(range(-3, 4)))
+        group = pool[int(rng.integers(len(pool)))]
+        return group[int(rng.integers(len(group)))]
+
+    def value():
+        r = rng.random()
+        if r < 0.1:
+            return None
+        if r < 0.3:
+            return [None if rng.random() < 0.1 else scalar()
+                    for _ in range(int(rng.integers(0, 5)))]
+        return scalar()
+
+    if rng.random() < 0.05:
+        return None
+    return {f: value() for f in FILTER_FIELDS if rng.random() < 0.6}
+
+
+def random_document(rng) -> Optional[str]:
+    """A document drawn like document_st."""
+    if rng.random() < 0.15:
+        return None
+    n = int(rng.integers(0, 9))
+    return "".join(DOC_ALPHABET[int(i)] for i in rng.integers(0, len(DOC_ALPHABET), size=n))

@@ -241,3 +241,25 @@ def test_bitset_count_checks_length():
         _native.bitset_count(np.zeros(1, np.uint64), 65)
     with pytest.raises(InvalidArgumentError, match="bits"):
         _native.bitset_count(np.zeros(2, np.int64), 65)
+
+
+@pytest.mark.parametrize("shape", ["small", "rows_split", "query_blocks"])
+def test_stats_count_every_row_examined(shape):
+    """stats: distances == visited == eligible rows x queries, whatever the plan (threads,
+    blocks, row ranges); counts are added to the dict, not reset."""
+    n, dim, shift, nq = SHAPES[shape]
+    X = random_vectors(n, dim, seed=21)
+    Q = random_vectors(nq, dim, seed=22)
+    rng = np.random.default_rng(23)
+    allowed = rng.random(n) < 0.3
+    denied = rng.random(n) < 0.1
+    for kw, eligible in (({}, n), ({"allow": bits_from_mask(allowed)}, allowed.sum()),
+                         ({"allow": bits_from_mask(allowed), "deny": bits_from_mask(denied)},
+                          (allowed & ~denied).sum())):
+        stats = {}
+        search(X, Q, 5, "l2", shift, stats=stats, **kw)
+        assert stats == {"visited": eligible * nq, "distances": eligible * nq}
+        search(X, Q, 5, "l2", shift, stats=stats, n_threads=1, **kw)
+        assert stats == {"visited": 2 * eligible * nq, "distances": 2 * eligible * nq}
+    with pytest.raises(InvalidArgumentError):
+        search(X, Q, 5, "l2", shift, stats=())

@@ -1,6 +1,7 @@
 """The C HNSW graph through ``_native.Hnsw``: recall against exact search, determinism,
-allow/deny bitsets, edge cases, segmented rows, the checkpoint image (round trip, in-place
-load, damage detection, fuzzed links), concurrent search during add, every SIMD level."""
+allow/deny bitsets (filtered traversal: recall per selectivity, correlated filters), work
+counts (stats), edge cases, segmented rows, the checkpoint image (round trip, in-place load,
+damage detection, fuzzed links), concurrent search during add, every SIMD level."""
 
 from __future__ import annotations
 
@@ -156,6 +157,110 @@ def test_allow_nothing_returns_no_rows(data, graph_l2):
     assert (rows == -1).all() and np.isinf(dist).all()
 
 
+@pytest.mark.parametrize("share, ef", [(0.003, 64), (0.01, 64), (0.03, 64), (0.03, 128),
+                                       (0.1, 64), (0.3, 64), (0.5, 64), (1.0, 64)])
+def test_filtered_recall_per_selectivity(data, graph_l2, share, ef):
+    """Random allow sets: recall at every share (below 2% the search routes through every
+    node, from 2% it is the two-hop search, with ef widened below 5%)."""
+    X, Q = data
+    n = X.shape[0]
+    allowed = np.random.default_rng(int(share * 1000)).random(n) < share
+    rows, _ = graph_l2.search((X,), SHIFT, n, Q, 10, ef, allow=bits_from_mask(allowed))
+    assert allowed[rows[rows >= 0]].all()
+    truth, _ = exact_topk(X, Q, 10, "l2", mask=allowed)
+    assert recall_at_k(rows, truth) >= 0.95
+
+
+@pytest.fixture(scope="module")
+def clusters():
+    """50 clusters, the allow set = all rows of 5 of them (a filter correlated with the data)."""
+    rng = np.random.default_rng(3)
+    centers = rng.standard_normal((50, 64)).astype(np.float32) * 3
+    labels = rng.integers(0, 50, size=10_000)
+    X = np.ascontiguousarray(centers[labels] + rng.standard_normal((10_000, 64)),
+                             dtype=np.float32)
+    g = build(X)
+    allowed = labels < 5
+
+    def near(rows):  # points around the given rows
+        return (X[rows] + rng.standard_normal((len(rows), 64))).astype(np.float32)
+
+    inside = near(rng.choice(np.flatnonzero(allowed), 50, replace=False))
+    outside = near(rng.choice(np.flatnonzero(~allowed), 50, replace=False))
+    return X, g, allowed, inside, outside
+
+
+@pytest.mark.parametrize("where, ef, floor", [("inside", 64, 0.99), ("outside", 128, 0.95)])
+def test_filtered_correlated_with_the_data(clusters, where, ef, floor):
+    """Queries among the allowed clusters, and queries whose whole neighbourhood is excluded
+    (the search walks out of it and also starts from the seeds)."""
+    X, g, allowed, inside, outside = clusters
+    Q = inside if where == "inside" else outside
+    rows, _ = g.search((X,), SHIFT, X.shape[0], Q, 10, ef, allow=bits_from_mask(allowed))
+    assert (rows >= 0).all() and allowed[rows].all()
+    truth, _ = exact_topk(X, Q, 10, "l2", mask=allowed)
+    assert recall_at_k(rows, truth) >= floor
+
+
+def test_filtered_contiguous_block_and_tiny_sets(data, graph_l2):
+    """An allow set that is one block of rows (e.g. a time range of rows added in order), and
+    allow sets smaller than k: every eligible row the search returns is allowed, and with one
+    block the seeds are spread inside it."""
+    X, Q = data
+    n = X.shape[0]
+    block = np.zeros(n, bool)
+    block[6000:7000] = True
+    rows, _ = graph_l2.search((X,), SHIFT, n, Q, 10, 128, allow=bits_from_mask(block))
+    assert (rows >= 0).all() and block[rows].all()
+    truth, _ = exact_topk(X, Q, 10, "l2", mask=block)
+    assert recall_at_k(rows, truth) >= 0.9
+    for size in (1, 3, 64):
+        tiny = np.zeros(n, bool)
+        tiny[np.random.default_rng(size).choice(n, size, replace=False)] = True
+        rows, _ = graph_l2.search((X,), SHIFT, n, Q[:5], 10, 64, allow=bits_from_mask(tiny))
+        found = rows[rows >= 0]
+        assert tiny[found].all() and (rows >= 0).sum(axis=1).max() <= size
+        assert len(set(rows[0][rows[0] >= 0].tolist())) == (rows[0] >= 0).sum()  # distinct
+
+
+def test_filtered_results_do_not_depend_on_threads(data, graph_l2):
+    X, Q = data
+    n = X.shape[0]
+    allowed = np.random.default_rng(8).random(n) < 0.05
+    allow = bits_from_mask(allowed)
+    one, two = {}, {}
+    a = graph_l2.search((X,), SHIFT, n, Q, 10, 64, allow=allow, n_threads=1, stats=one)
+    b = graph_l2.search((X,), SHIFT, n, Q, 10, 64, allow=allow, n_threads=2, stats=two)
+    assert np.array_equal(a[0], b[0]) and np.array_equal(a[1], b[1])
+    assert one == two  # the same work, counted per query
+
+
+def test_stats_are_plausible(data, graph_l2):
+    X, Q = data
+    n, nq = X.shape[0], Q.shape[0]
+    plain = {}
+    graph_l2.search((X,), SHIFT, n, Q, 10, 64, stats=plain)
+    assert set(plain) == {"visited", "distances"}
+    assert 0 < plain["visited"] <= plain["distances"] <= nq * n
+    assert plain["visited"] >= nq  # every query expands its entry at least
+    again = dict(plain)
+    graph_l2.search((X,), SHIFT, n, Q, 10, 64, stats=again)
+    assert again == {key: 2 * value for key, value in plain.items()}  # added, not reset
+    for share in (0.01, 0.05):  # routing through every node; the two-hop search
+        sparse = {"visited": 0, "other": "kept"}
+        allowed = np.random.default_rng(2).random(n) < share
+        graph_l2.search((X,), SHIFT, n, Q, 10, 64, allow=bits_from_mask(allowed), stats=sparse)
+        assert sparse["other"] == "kept"
+        assert sparse["visited"] > plain["visited"]  # a sparse filter reads more link lists
+        assert 0 < sparse["distances"] <= nq * n and sparse["visited"] <= 2 * nq * n
+    empty = {}
+    g = _native.Hnsw.new(X.shape[1], "l2", m=8, ef_construction=10)
+    g.search((), SHIFT, 0, Q, 3, 10, stats=empty)
+    assert empty == {"visited": 0, "distances": 0}
+    with pytest.raises(InvalidArgumentError):
+        graph_l2.search((X,), SHIFT, n, Q, 10, 64, stats=[])
+
+
 def test_k_larger_than_n():
     X, _ = clustered_vectors(30, 8, seed=2)
     g = build(X, m=4, efc=16)
@@ -263,6 +368,8 @@ def test_damaged_body_fails_verify_and_searches_survive(data):
     img = serialized(g)
     header = 160
     rng = np.random.default_rng(5)
+    allowed = rng.random(n) < 0.05
+    allow = bits_from_mask(allowed)
     pristine = bytes(img)
     flipped = bytearray(pristine)
     flipped[header + 100] ^= 0x10
@@ -276,6 +383,8 @@ def test_damaged_body_fails_verify_and_searches_survive(data):
         h = _native.Hnsw.load(img)  # the header is intact: loads
         rows, _ = h.search((X,), SHIFT, n, Q[:2], 5, 20)
         assert ((rows >= -1) & (rows < n)).all()
+        rows, _ = h.search((X,), SHIFT, n, Q[:2], 5, 20, allow=allow)  # two-hop reads
+        assert ((rows >= -1) & (rows < n)).all() and allowed[rows[rows >= 0]].all()
         if trial % 50 == 0:
             h.add((X,), SHIFT, n + 50)  # inserting over damaged links must not crash
             rows, _ = h.search((X,), SHIFT, n + 50, Q[:2], 5, 20)
@@ -320,18 +429,22 @@ def test_search_during_add_from_threads(data):
     deny_mask = np.zeros(n, bool)
     deny_mask[::7] = True
     deny = bits_from_mask(deny_mask)
+    allow_mask = np.random.default_rng(9).random(n) < 0.1
+    allow = bits_from_mask(allow_mask)
     stop = threading.Event()
     errors = []
 
     def searcher(seed):
         rng = np.random.default_rng(seed)
+        filtered = seed % 2 == 1
         try:
             while not stop.is_set():
                 visible = int(rng.integers(n0, n + 1))
                 rows, _ = g.search((X,), SHIFT, visible, Q[rng.integers(0, 100, 4)], 10, 32,
-                                   deny=deny, n_threads=1)
+                                   deny=deny, allow=allow if filtered else None, n_threads=1)
                 found = rows[rows >= 0]
                 assert (found < visible).all() and not deny_mask[found].any()
+                assert not filtered or allow_mask[found].all()
         except Exception as e:  # pragma: no cover - reported below
             errors.append(e)
 

@@ -48,9 +48,14 @@ int vdb_simd_best(int *level);
 int vdb_distances(int simd, int metric, const float *q, const float *x, size_t n, size_t dim,
                   float *out);
 
+typedef struct vdb_search_stats {
+    uint64_t visited;
+    uint64_t distances;
+} vdb_search_stats;
+
 int vdb_flat_search(int simd, int metric, const vdb_rows *rows, const float *queries, size_t nq,
                     size_t k, const uint64_t *allow, const uint64_t *deny, int n_threads,
-                    int64_t *out_rows, float *out_dist);
+                    int64_t *out_rows, float *out_dist, vdb_search_stats *stats);
 
 int vdb_bitset_count(const uint64_t *bits, size_t n_bits, size_t *count);
 
@@ -71,7 +76,8 @@ int vdb_hnsw_add(vdb_hnsw *graph, const vdb_rows *rows, int n_threads);
 
 int vdb_hnsw_search(const vdb_hnsw *graph, const vdb_rows *rows, const float *queries,
                     size_t nq, size_t k, size_t ef, const uint64_t *allow,
-                    const uint64_t *deny, int n_threads, int64_t *out_rows, float *out_dist);
+                    const uint64_t *deny, int n_threads, int64_t *out_rows, float *out_dist,
+                    vdb_search_stats *stats);
 
 int vdb_hnsw_info(const vdb_hnsw *graph, size_t *n_nodes, size_t *memory_bytes);
 

@@ -228,10 +228,27 @@ class _Rows:
         self._segments = segments
 
 
+def _stats(stats: Optional[dict]):
+    """A zeroed ``vdb_search_stats *`` when the caller asked for counts, else NULL."""
+    if stats is None:
+        return ffi.NULL
+    if not isinstance(stats, dict):
+        raise InvalidArgumentError(f"stats: expected a dict or None, got {type(stats).__name__}")
+    return ffi.new("vdb_search_stats *")
+
+
+def _add_stats(stats: Optional[dict], counts) -> None:
+    """Adds the C counts to ``stats["visited"]`` / ``stats["distances"]`` (created at 0)."""
+    if stats is not None:
+        stats["visited"] = stats.get("visited", 0) + int(counts.visited)
+        stats["distances"] = stats.get("distances", 0) + int(counts.distances)
+
+
 def flat_search(segments: Sequence[np.ndarray], segment_shift: int, n_rows: int,
                 queries: np.ndarray, k: int, metric: str, *,
                 allow: Optional[np.ndarray] = None, deny: Optional[np.ndarray] = None,
-                n_threads: int = 0, simd: Optional[str] = None) -> Tuple[np.ndarray, np.ndarray]:
+                n_threads: int = 0, simd: Optional[str] = None,
+                stats: Optional[dict] = None) -> Tuple[np.ndarray, np.ndarray]:
     """Exact k-nearest rows of each query: (rows int64 [nq, k], distances float32 [nq, k]).
 
     Row r lives in ``segments[r >> segment_shift][r & (2**segment_shift - 1)]``; each segment
@@ -239,7 +256,8 @@ def flat_search(segments: Sequence[np.ndarray], segment_shift: int, n_rows: int,
     visible rows. A row takes part iff it is in ``allow`` (if given) and not in ``deny`` (if
     given), both uint64 bitsets (bit r = word r // 64, bit r % 64). Results are best first,
     ties to the smaller row; unused slots hold row -1 and distance +inf. ``n_threads`` 0 means
-    one per online CPU.
+    one per online CPU. ``stats`` (a dict): "visited" (rows examined, summed over the
+    queries) and "distances" (the same count) are added to it.
     """
     level = _simd_level(simd)
     m = _metric(metric)
@@ -254,15 +272,19 @@ def flat_search(segments: Sequence[np.ndarray], segment_shift: int, n_rows: int,
 
     allow_p = _bitset(allow, "allow", n_rows)
     deny_p = _bitset(deny, "deny", n_rows)
+    counts = _stats(stats)
     rows = _rows(segments, shift, n_rows, dim, "queries")
     out_rows = np.empty((nq, k), dtype=np.int64)
     out_dist = np.empty((nq, k), dtype=np.float32)
     rc = lib.vdb_flat_search(level, m, rows.ptr, ffi.from_buffer("float[]", queries), nq, k,
                              allow_p, deny_p, n_threads,
                              ffi.from_buffer("int64_t[]", out_rows, require_writable=True),
-                             ffi.from_buffer("float[]", out_dist, require_writable=True))
+                             ffi.from_buffer("float[]", out_dist, require_writable=True),
+                             counts)
     if rc:
         _check(rc, "flat_search")
+    if stats is not None:
+        _add_stats(stats, counts)
     return out_rows, out_dist
 
 
@@ -410,11 +432,13 @@ class Hnsw:
 
     def search(self, segments: Sequence[np.ndarray], segment_shift: int, n_rows: int,
                queries: np.ndarray, k: int, ef: int, *, allow: Optional[np.ndarray] = None,
-               deny: Optional[np.ndarray] = None,
-               n_threads: int = 0) -> Tuple[np.ndarray, np.ndarray]:
+               deny: Optional[np.ndarray] = None, n_threads: int = 0,
+               stats: Optional[dict] = None) -> Tuple[np.ndarray, np.ndarray]:
         """(rows int64 [nq, k], distances float32 [nq, k]) of each query, best first; unused
         slots hold row -1 / +inf. Rows outside ``allow`` or inside ``deny`` (uint64 bitsets)
-        route the search but are never returned; ``ef`` is raised to ``k`` when smaller."""
+        route the search but are never returned; ``ef`` is raised to ``k`` when smaller.
+        ``stats`` (a dict): "visited" (nodes whose links were read) and "distances"
+        (distance computations), summed over the queries, are added to it."""
         ptr = self._graph()
         if not _is_float_matrix(queries):
             _float_matrix(queries, "queries")
@@ -431,14 +455,18 @@ class Hnsw:
         n_rows = rows.ptr.n_rows
         allow_p = ffi.NULL if allow is None else _bitset(allow, "allow", n_rows)
         deny_p = ffi.NULL if deny is None else _bitset(deny, "deny", n_rows)
+        counts = ffi.NULL if stats is None else _stats(stats)
         out_rows = np.empty((nq, k), dtype=np.int64)
         out_dist = np.empty((nq, k), dtype=np.float32)
         rc = lib.vdb_hnsw_search(ptr, rows.ptr, ffi.from_buffer("float[]", queries), nq, k, ef,
                                  allow_p, deny_p, n_threads,
                                  ffi.from_buffer("int64_t[]", out_rows, require_writable=True),
-                                 ffi.from_buffer("float[]", out_dist, require_writable=True))
+                                 ffi.from_buffer("float[]", out_dist, require_writable=True),
+                                 counts)
         if rc:
             _check(rc, "Hnsw.search")
+        if stats is not None:
+            _add_stats(stats, counts)
         return out_rows, out_dist
 
     def _info(self):

@@ -1,0 +1,107 @@
+/*
+ * hnsw_heap.h -- private inline helpers of the layer searches (hnsw_search.c, hnsw_filter.c):
+ * the candidate and result heaps of (distance, node) pairs, the eligibility test and vector
+ * prefetch.
+ *
+ * Invariants:
+ *  1. The candidate heap is a min-heap by distance; the result heap a max-heap by (d, id), so
+ *     its root is the worst kept result and ties go to the smaller node.
+ *  2. res_push never holds more than ef pairs; cand_push needs room for one more pair (the
+ *     caller grows the storage with grow_cand first).
+ */
+#ifndef VECDB_HNSW_HEAP_H
+#define VECDB_HNSW_HEAP_H
+
+#include <stdlib.h>
+
+#include "bitset_int.h"
+#include "hnsw_int.h"
+
+#define PREFETCH_LINES 2 /* cache lines of each vector prefetched ahead of its distance */
+
+static inline void prefetch_vec(const hnsw_view *v, uint32_t id) {
+    const char *p = (const char *)hnsw_vec(v, id);
+    for (int i = 0; i < PREFETCH_LINES; i++) __builtin_prefetch(p + 64 * i);
+}
+
+/* --- heaps of (d, id): candidates min by d, results max by (d, id) --- */
+
+static inline int worse(hnsw_pair a, hnsw_pair b) { /* a after b in (d, id) order */
+    return a.d > b.d || (a.d == b.d && a.id > b.id);
+}
+
+static inline void cand_push(hnsw_pair *h, size_t *n, hnsw_pair x) {
+    size_t i = (*n)++;
+    while (i > 0) {
+        size_t p = (i - 1) >> 1;
+        if (h[p].d <= x.d) break;
+        h[i] = h[p];
+        i = p;
+    }
+    h[i] = x;
+}
+
+static inline void cand_pop(hnsw_pair *h, size_t *n) {
+    size_t len = --(*n);
+    if (len == 0) return;
+    hnsw_pair x = h[len];
+    size_t i = 0;
+    for (;;) {
+        size_t c = 2 * i + 1;
+        if (c >= len) break;
+        if (c + 1 < len && h[c + 1].d < h[c].d) c++;
+        if (x.d <= h[c].d) break;
+        h[i] = h[c];
+        i = c;
+    }
+    h[i] = x;
+}
+
+static inline void res_sift_down(hnsw_pair *h, size_t len, size_t i) {
+    hnsw_pair x = h[i];
+    for (;;) {
+        size_t c = 2 * i + 1;
+        if (c >= len) break;
+        if (c + 1 < len && worse(h[c + 1], h[c])) c++;
+        if (!worse(h[c], x)) break;
+        h[i] = h[c];
+        i = c;
+    }
+    h[i] = x;
+}
+
+/* Offers x to the bounded max-heap h (capacity ef). */
+static inline void res_push(hnsw_pair *h, size_t *n, size_t ef, hnsw_pair x) {
+    if (*n == ef) {
+        if (!worse(h[0], x)) return;
+        h[0] = x;
+        res_sift_down(h, ef, 0);
+        return;
+    }
+    size_t i = (*n)++;
+    while (i > 0) {
+        size_t p = (i - 1) >> 1;
+        if (!worse(x, h[p])) break;
+        h[i] = h[p];
+        i = p;
+    }
+    h[i] = x;
+}
+
+static inline int eligible(const uint64_t *allow, const uint64_t *deny, uint32_t id) {
+    if (allow != NULL && !vdb_bit_test(allow, id)) return 0;
+    if (deny != NULL && vdb_bit_test(deny, id)) return 0;
+    return 1;
+}
+
+/* Doubles the candidate storage of c; VDB_OK or VDB_ERR_NOMEM. */
+static inline int grow_cand(hnsw_ctx *c) {
+    size_t cap = c->cand_cap * 2;
+    hnsw_pair *a = realloc(c->cand, cap * sizeof *a);
+    if (a == NULL) return VDB_ERR_NOMEM;
+    c->cand = a;
+    c->cand_cap = cap;
+    return VDB_OK;
+}
+
+#endif /* VECDB_HNSW_HEAP_H */
