@@ -31,8 +31,5 @@ class FlatIndex:
                n_threads: int = 0, stats: Optional[dict] = None) -> Tuple[np.ndarray, np.ndarray]:
         """(rows int64 [nq, k], kernel distances float32 [nq, k]); missing slots are -1.
         A stats dict, when given, gets the "visited" and "distances" counts added."""
-        if stats is None:
-            return _native.flat_search(views, shift, n_rows, queries, k, self.kernel_metric,
-                                       allow=allow, deny=deny, n_threads=n_threads)
         return _native.flat_search(views, shift, n_rows, queries, k, self.kernel_metric,
                                    allow=allow, deny=deny, n_threads=n_threads, stats=stats)

@@ -200,9 +200,6 @@ class HnswIndex:
         if graph is None or self._nodes < n_rows:
             self.extend(views, n_rows)
             graph = self._graph
-        if stats is None:
-            return graph.search(views(n_rows), self.shift, n_rows, queries, k, ef,
-                                allow=allow, deny=deny, n_threads=n_threads)
         return graph.search(views(n_rows), self.shift, n_rows, queries, k, ef,
                             allow=allow, deny=deny, n_threads=n_threads, stats=stats)
 

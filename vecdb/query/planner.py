@@ -7,13 +7,16 @@ Rules:
  1. No graph, fewer than EXACT_SCAN_BELOW eligible rows, or k >= eligible rows: exact scan
     (as fast as a graph search at that size, and exact).
  2. Under a filter, exact scan of the allowed rows when it is cheaper than the filtered graph
-    search: when eligible < FILTER_EXACT_FACTOR * sqrt(rows * ef). The filtered graph search
-    must walk through about ef / selectivity nodes to collect ef allowed ones, the exact scan
-    costs one distance per allowed row; the two meet where allowed^2 ~ rows * ef. The factor
-    is measured by benchmarks/planner_calibration.py (see benchmarks/RESULTS.md).
- 3. Otherwise the graph, with ef = max(ef, k); allowed rows only enter the results, the
-    others still route (csrc/hnsw_search.c), and the search goes on until it holds ef
-    allowed rows or runs out of candidates, so it explores wider as selectivity drops.
+    search: when allowed * sqrt(dim / 128) < FILTER_EXACT_FACTOR * sqrt(rows * ef). An exact
+    scan costs about 0.4 ns per allowed row and dimension; a filtered graph search walks
+    through more nodes as the allowed share drops, so the two meet where allowed^2 grows
+    with rows * ef. The form and the factor were fitted by benchmarks/planner_calibration.py
+    on six synthetic collections (50k-200k rows, 128 and 384 dims) and pypi-minilm: the
+    chosen plan was the faster one within 1% on average (benchmarks/RESULTS.md).
+ 3. Otherwise the graph, with ef = max(ef, k); allowed rows only enter the results. The C
+    search picks its traversal from the allowed share (csrc/hnsw_filter.c): below 2% and
+    above 50% every node routes; in between, expansions score allowed neighbours and the
+    allowed neighbours of excluded ones (two hops), widening ef by up to 2x below 5%.
  4. A graph search that returns fewer than min(k, eligible) hits for some query (tombstones
     or a filter can cut a graph region off) is redone for those queries by exact scan, so a
     query always returns min(k, eligible) hits.
@@ -31,7 +34,7 @@ from ..index.flat import FlatIndex
 from ..index.hnsw import HnswIndex
 
 EXACT_SCAN_BELOW = 4096
-FILTER_EXACT_FACTOR = 4.0
+FILTER_EXACT_FACTOR = 2.2
 
 
 @dataclass
@@ -48,7 +51,7 @@ class Plan:
 
 
 def choose(graph: Optional[HnswIndex], n_rows: int, eligible: int, k: int, ef: int,
-           filtered: bool) -> Tuple[str, str]:
+           filtered: bool, dim: int) -> Tuple[str, str]:
     """(method, reason) by rules 1-3."""
     if graph is None:
         return "exact", "the collection has no graph index"
@@ -56,7 +59,8 @@ def choose(graph: Optional[HnswIndex], n_rows: int, eligible: int, k: int, ef: i
         return "exact", f"fewer than {EXACT_SCAN_BELOW} eligible rows"
     if k >= eligible:
         return "exact", "k covers every eligible row"
-    if filtered and eligible < FILTER_EXACT_FACTOR * math.sqrt(n_rows * max(ef, k)):
+    if filtered and eligible * math.sqrt(dim / 128) < \
+            FILTER_EXACT_FACTOR * math.sqrt(n_rows * max(ef, k)):
         return "exact", "few allowed rows: scanning them is cheaper than a filtered traversal"
     return "hnsw", "graph traversal" + (" restricted to allowed rows" if filtered else "")
 
@@ -69,7 +73,8 @@ def search(flat: FlatIndex, graph: Optional[HnswIndex], views: Callable[[int], S
     those in allow (if given) and not in deny (if given). counting=True fills the plan's
     visited / distances counters."""
     k = min(k, eligible)
-    method, reason = choose(graph, n_rows, eligible, k, ef, allow is not None)
+    method, reason = choose(graph, n_rows, eligible, k, ef, allow is not None,
+                            queries.shape[1])
     stats: Optional[Dict[str, int]] = {} if counting else None
     if method == "exact":
         rows, dists = flat.search(views(n_rows), shift, n_rows, queries, k, deny=deny,
