@@ -62,6 +62,10 @@ while time.monotonic() < deadline:
     ids, vectors, metadatas, documents = batch_data(b)
     col.add(ids=ids, vectors=vectors, metadatas=metadatas, documents=documents)
     print(b, flush=True)
+    if b % 3 == 0:  # filter columns loaded, caught up and (by flush) checkpointed mid-run
+        assert col.count(where={"batch": b}) == BATCH
+    if b % 7 == 0:
+        col.flush()
     b += 1
 """
 
@@ -139,6 +143,12 @@ def present_batches(path):
             assert [r.document for r in recs] == want_docs
             np.testing.assert_array_equal(np.stack([r.vector for r in recs]), want_vecs)
         assert col.count() == BATCH * len(by_batch)
+        # the filter columns (a checkpoint from before the kill, caught up from LMDB) agree
+        for b in by_batch:
+            assert col.count(where={"batch": b}) == BATCH
+        assert col.count(where={"pos": {"$lt": 10}}) == 10 * len(by_batch)
+        assert col.count(where_document={"$contains": "document 7 of"}) == \
+            sum(any(r.id == 7 for r in recs) for recs in by_batch.values())
         if records:
             check_exact_queries(col, ids, np.stack([r.vector for r in records]))
         return set(by_batch)

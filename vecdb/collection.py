@@ -361,11 +361,12 @@ class Collection:
 
     def flush(self) -> None:
         """Makes everything written so far durable (segments and LMDB fsynced) and writes the
-        graph checkpoint if the graph changed."""
+        graph and filter-column checkpoints if they changed."""
         rows = self._current()
         if not self._db.readonly:
             rows.sync()
             self._db._env.sync()
+            rows.filters.checkpoint()
             if rows.graph is not None:
                 rows.graph.checkpoint()
 

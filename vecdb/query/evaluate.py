@@ -74,10 +74,6 @@ def evaluate(node: Node, store: ColumnStore) -> np.ndarray:
     return _to_rows(entries, rows, n)
 
 
-def count(mask: np.ndarray) -> int:
-    return int(np.count_nonzero(mask))
-
-
 # -- entries -> rows ------------------------------------------------------------------------
 
 def _to_rows(entries: np.ndarray, rows: Optional[np.ndarray], n: int) -> np.ndarray:

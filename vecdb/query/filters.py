@@ -54,7 +54,7 @@ from __future__ import annotations
 
 import math
 import numbers
-from typing import Any, Optional, Tuple
+from typing import Any, Optional
 
 import numpy as np
 
@@ -90,11 +90,6 @@ def parse(where: Any, where_document: Any = None) -> Node:
     return _combine("and", parts)
 
 
-def is_empty(where: Any, where_document: Any = None) -> bool:
-    """True when the filters select every row (None or {})."""
-    return (where is None or where == {}) and (where_document is None or where_document == {})
-
-
 def _combine(op: str, parts: list) -> Node:
     if not parts:
         return ALL
@@ -103,10 +98,14 @@ def _combine(op: str, parts: list) -> Node:
     return (op, tuple(parts))
 
 
-def _filter(where: Any, path: str) -> Node:
+def _check_dict(where: Any, path: str) -> None:
     if not isinstance(where, dict):
         raise FilterError(f"{path}: a filter must be a dict, got {type(where).__name__} "
                           f"{_show(where)}")
+
+
+def _filter(where: Any, path: str) -> Node:
+    _check_dict(where, path)
     parts = []
     for key, value in where.items():
         if not isinstance(key, str) or not key:
@@ -201,9 +200,7 @@ def _value(v: Any, path: str, op: str) -> Any:
 
 
 def _document(where: Any, path: str) -> Node:
-    if not isinstance(where, dict):
-        raise FilterError(f"{path}: a filter must be a dict, got {type(where).__name__} "
-                          f"{_show(where)}")
+    _check_dict(where, path)
     parts = []
     for op, value in where.items():
         where_op = f"{path}[{op!r}]"
@@ -223,34 +220,6 @@ def _document(where: Any, path: str) -> Node:
             raise FilterError(f"{where_op}: unknown operator {_show(op)}; expected one of "
                               f"$contains, $not_contains, $and, $or, $not")
     return _combine("and", parts)
-
-
-def fields(node: Node) -> Tuple[str, ...]:
-    """The metadata fields a tree reads, sorted."""
-    out: set = set()
-
-    def walk(n: Node) -> None:
-        tag = n[0]
-        if tag in ("and", "or"):
-            for child in n[1]:
-                walk(child)
-        elif tag == "not":
-            walk(n[1])
-        elif tag not in ("all", "doc"):
-            out.add(n[1])
-
-    walk(node)
-    return tuple(sorted(out))
-
-
-def uses_documents(node: Node) -> bool:
-    """True if the tree reads document text."""
-    tag = node[0]
-    if tag in ("and", "or"):
-        return any(uses_documents(c) for c in node[1])
-    if tag == "not":
-        return uses_documents(node[1])
-    return tag == "doc"
 
 
 def describe(node: Optional[Node]) -> str:
