@@ -6,8 +6,8 @@
  * Invariants:
  *  1. The candidate heap is a min-heap by distance; the result heap a max-heap by (d, id), so
  *     its root is the worst kept result and ties go to the smaller node.
- *  2. res_push never holds more than ef pairs; cand_push needs room for one more pair (the
- *     caller grows the storage with grow_cand first).
+ *  2. res_push never holds more than ef pairs; cand_push needs room for one more pair
+ *     (cand_offer grows the storage first).
  */
 #ifndef VECDB_HNSW_HEAP_H
 #define VECDB_HNSW_HEAP_H
@@ -101,6 +101,17 @@ static inline int grow_cand(hnsw_ctx *c) {
     if (a == NULL) return VDB_ERR_NOMEM;
     c->cand = a;
     c->cand_cap = cap;
+    return VDB_OK;
+}
+
+/* Pushes x onto the candidate heap of c (*cand, *nc), growing the storage when full and
+ * updating *cand; VDB_OK or VDB_ERR_NOMEM. */
+static inline int cand_offer(hnsw_ctx *c, hnsw_pair **cand, size_t *nc, hnsw_pair x) {
+    if (*nc == c->cand_cap) {
+        if (grow_cand(c) != VDB_OK) return VDB_ERR_NOMEM;
+        *cand = c->cand;
+    }
+    cand_push(*cand, nc, x);
     return VDB_OK;
 }
 

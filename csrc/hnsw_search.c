@@ -153,12 +153,8 @@ size_t hnsw_search_layer(const hnsw_view *v, hnsw_ctx *c, const float *q, double
         n_dist += nb;
         for (size_t j = 0; j < nb; j++) {
             if (!(d[j] < lower)) continue; /* also drops NaN */
-            if (nc == c->cand_cap) {
-                if (grow_cand(c) != VDB_OK) return SIZE_MAX;
-                cand = c->cand;
-            }
             hnsw_pair x = {d[j], ids[j]};
-            cand_push(cand, &nc, x);
+            if (cand_offer(c, &cand, &nc, x) != VDB_OK) return SIZE_MAX;
             if (lc == 0) __builtin_prefetch(hnsw_l0(v, ids[j]));
             if (!filtered || eligible(allow, deny, ids[j])) {
                 res_push(res, &nr, ef, x);
