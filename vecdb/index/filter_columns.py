@@ -242,4 +242,5 @@ class FilterColumns:
         return {"loaded": store is not None,
                 "fields": len(store.field_names()) if store is not None else None,
                 "watermark": store.watermark if store is not None else None,
-                "checkpoint_rows": max(self._saved[0], 0), "rebuilds": self.rebuilds}
+                "checkpoint_rows": max(self._saved[0], 0), "replayed": self.replayed,
+                "rebuilds": self.rebuilds}
