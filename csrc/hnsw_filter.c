@@ -98,13 +98,7 @@ size_t hnsw_search_layer_filtered(const hnsw_view *v, hnsw_ctx *c, const float *
     const uint32_t cap = v->g->m0; /* also the number of nodes one expansion may score */
     hnsw_pair *cand = c->cand, *res = c->res;
     size_t nc = 0, nr = 0;
-    for (size_t i = 0; i < n_eps; i++) {
-        uint32_t id = eps[i].id;
-        if (id >= limit || tags[id] == epoch) continue;
-        tags[id] = epoch;
-        cand_push(cand, &nc, eps[i]);
-        if (eligible(allow, deny, id)) res_push(res, &nr, ef, eps[i]);
-    }
+    seed_layer(v, c, eps, n_eps, ef, allow, deny, &nc, &nr);
     float lower = nr == ef ? res[0].d : INFINITY;
     float best = INFINITY; /* distance of the closest eligible result */
     for (size_t i = 0; i < nr; i++)

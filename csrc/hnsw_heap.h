@@ -115,4 +115,18 @@ static inline int cand_offer(hnsw_ctx *c, hnsw_pair **cand, size_t *nc, hnsw_pai
     return VDB_OK;
 }
 
+/* Starts a layer search of c's current pass: marks the entry points visited, pushes them as
+ * candidates and the eligible ones (allow / deny may be NULL) as results, kept to ef. */
+static inline void seed_layer(const hnsw_view *v, hnsw_ctx *c, const hnsw_pair *eps,
+                              size_t n_eps, size_t ef, const uint64_t *allow,
+                              const uint64_t *deny, size_t *nc, size_t *nr) {
+    for (size_t i = 0; i < n_eps; i++) {
+        uint32_t id = eps[i].id;
+        if (id >= v->limit || c->tags[id] == c->epoch) continue;
+        c->tags[id] = c->epoch;
+        cand_push(c->cand, nc, eps[i]);
+        if (eligible(allow, deny, id)) res_push(c->res, nr, ef, eps[i]);
+    }
+}
+
 #endif /* VECDB_HNSW_HEAP_H */
