@@ -42,6 +42,7 @@ from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 import numpy as np
 
 import vecdb
+from common import normalized, open_dataset, other_load, settle
 from vecdb import _native
 
 K = 10
@@ -54,12 +55,6 @@ COLD_TARGET_MS = 20.0
 
 
 # -- data ------------------------------------------------------------------------------------
-
-def normalized(X: np.ndarray) -> np.ndarray:
-    norms = np.linalg.norm(X, axis=1, keepdims=True)
-    norms[norms == 0] = 1
-    return np.ascontiguousarray(X / norms, dtype=np.float32)
-
 
 def gaussian_mixture(n: int, dim: int, clusters: int, seed: int,
                      centers: Optional[np.ndarray] = None) -> Tuple[np.ndarray, np.ndarray]:
@@ -74,24 +69,22 @@ def gaussian_mixture(n: int, dim: int, clusters: int, seed: int,
 
 def load(args: argparse.Namespace) -> Dict[str, Any]:
     """Base rows, queries, metric and ground truth (None: compute it) of the run."""
-    d = args.dataset
-    if d and os.path.exists(os.path.join(d, "base.f16.npy")):
-        base = np.load(os.path.join(d, "base.f16.npy"), mmap_mode="r")
+    opened = open_dataset(args.dataset)
+    if opened is not None:
+        name, base, Q = opened
         full_n = base.shape[0]
         n = min(args.n or full_n, full_n)
         X = np.asarray(base[:n], dtype=np.float32)
-        Q = np.load(os.path.join(d, "queries.f16.npy")).astype(np.float32)[:args.nq]
+        Q = Q[:args.nq]
         gt = None
-        gt_path = os.path.join(d, "gt_top100.i32.npy")
+        gt_path = os.path.join(args.dataset, "gt_top100.i32.npy")
         if n == full_n and os.path.exists(gt_path):
             gt = np.load(gt_path)[:len(Q), :K].astype(np.int64)
-        name = os.path.basename(os.path.normpath(d)) + ("" if n == full_n else f"[:{n}]")
+        name += "" if n == full_n else f"[:{n}]"
         # the rows are unit vectors (up to float16 rounding): cosine
         return {"name": name, "X": normalized(X), "Q": normalized(Q), "metric": "cosine",
                 "gt": gt, "gt_source": "dataset gt_top100" if gt is not None else "numpy exact",
-                "dataset_dir": d}
-    if d:
-        print(f"note: no base.f16.npy in {d!r}; using synthetic data")
+                "dataset_dir": args.dataset}
     n = args.n or 100_000
     X, centers = gaussian_mixture(n, args.dim, 100, seed=0)
     Q, _ = gaussian_mixture(args.nq, args.dim, 100, seed=1, centers=centers)
@@ -129,12 +122,6 @@ def recall_at_k(found: np.ndarray, gt: np.ndarray, k: int = K) -> float:
 
 # -- measuring helpers -----------------------------------------------------------------------
 
-def settle() -> None:
-    """OpenBLAS worker threads spin for a while after a numpy call and would steal the second
-    core from whatever is measured next."""
-    time.sleep(0.5)
-
-
 def trim_heap() -> None:
     """Gives free heap memory back to the OS (glibc), so that a build that reuses memory freed
     earlier does not look smaller than it is."""
@@ -159,16 +146,6 @@ def rss_anon() -> Optional[int]:
         return psutil.Process().memory_info().rss
     except ImportError:
         return None
-
-
-def other_load(seconds: float = 1.0) -> Optional[float]:
-    """CPU cores busy machine-wide while this process sleeps (other processes' load, which
-    would skew the timings), or None without psutil."""
-    try:
-        import psutil
-    except ImportError:
-        return None
-    return psutil.cpu_percent(interval=seconds) / 100 * (os.cpu_count() or 1)
 
 
 def mb(x: Optional[float]) -> str:

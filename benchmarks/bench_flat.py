@@ -26,14 +26,15 @@ import time
 import numpy as np
 
 import vecdb
+from common import open_dataset
 from vecdb import _native
 
 
 def load(dataset: "str | None", n: int, dim: int, nq: int):
-    if dataset and os.path.exists(os.path.join(dataset, "base.f16.npy")):
-        X = np.load(os.path.join(dataset, "base.f16.npy")).astype(np.float32)[:n]
-        Q = np.load(os.path.join(dataset, "queries.f16.npy")).astype(np.float32)[:nq]
-        return X, Q, os.path.basename(os.path.normpath(dataset))
+    opened = open_dataset(dataset)
+    if opened is not None:
+        name, base, Q = opened
+        return np.asarray(base[:n], dtype=np.float32), Q[:nq], name
     rng = np.random.default_rng(0)
     X = rng.normal(size=(n, dim)).astype(np.float32)
     Q = rng.normal(size=(nq, dim)).astype(np.float32)

@@ -51,6 +51,7 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 import numpy as np
 
 import vecdb
+from common import normalized, open_dataset, other_load, settle
 
 K = 10
 ADD_BATCH = 10_000
@@ -70,12 +71,6 @@ QDRANT_OPS = {"$lt": "lt", "$lte": "lte", "$gt": "gt", "$gte": "gte"}
 
 
 # -- data ------------------------------------------------------------------------------------
-
-def normalized(X: np.ndarray) -> np.ndarray:
-    norms = np.linalg.norm(X, axis=1, keepdims=True)
-    norms[norms == 0] = 1
-    return np.ascontiguousarray(X / norms, dtype=np.float32)
-
 
 def synthetic(n: int, nq: int, dim: int, seed: int = 0) -> Dict[str, Any]:
     """Unit rows around 100 random centres, and fields shaped like the dataset's: `month`
@@ -102,12 +97,13 @@ def synthetic(n: int, nq: int, dim: int, seed: int = 0) -> Dict[str, Any]:
 
 def load(args: argparse.Namespace) -> Dict[str, Any]:
     d = args.dataset
-    if d and os.path.exists(os.path.join(d, "base.f16.npy")):
-        base = np.load(os.path.join(d, "base.f16.npy"), mmap_mode="r")
+    opened = open_dataset(d)
+    if opened is not None:
+        name, base, Q = opened
         full_n = base.shape[0]
         n = min(args.n or full_n, full_n)
         X = normalized(np.asarray(base[:n], dtype=np.float32))
-        Q = normalized(np.load(os.path.join(d, "queries.f16.npy")).astype(np.float32))
+        Q = normalized(Q)
         month = np.empty(n, dtype=np.int64)
         rank = np.empty(n, dtype=np.int64)
         with open(os.path.join(d, "meta.jsonl")) as f:
@@ -116,11 +112,9 @@ def load(args: argparse.Namespace) -> Dict[str, Any]:
                     break
                 o = json.loads(line)
                 month[i], rank[i] = o["month"], o["rank"]
-        name = os.path.basename(os.path.normpath(d)) + ("" if n == full_n else f"[:{n}]")
+        name += "" if n == full_n else f"[:{n}]"
         data = {"name": name, "X": X, "Q": Q, "month": month, "rank": rank, "synthetic": False}
     else:
-        if d:
-            print(f"note: no base.f16.npy in {d!r}; using synthetic data")
         data = synthetic(args.n or 100_000, max(args.queries, 1000), args.dim)
         data["synthetic"] = True
     if args.queries < len(data["Q"]):
@@ -198,21 +192,6 @@ def recall(found: Sequence[np.ndarray], gt: Sequence[np.ndarray]) -> float:
 
 
 # -- measuring helpers -----------------------------------------------------------------------
-
-def settle() -> None:
-    """OpenBLAS worker threads spin for a while after a numpy call and would steal the second
-    core from whatever is measured next."""
-    time.sleep(0.5)
-
-
-def other_load(seconds: float = 1.0) -> Optional[float]:
-    """CPU cores busy machine-wide while this process sleeps, or None without psutil."""
-    try:
-        import psutil
-    except ImportError:
-        return None
-    return psutil.cpu_percent(interval=seconds) / 100 * (os.cpu_count() or 1)
-
 
 def version(pkg: str) -> Optional[str]:
     try:

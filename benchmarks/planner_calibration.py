@@ -46,6 +46,7 @@ from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
+from common import normalized, open_dataset
 from vecdb import _native
 
 K = 10
@@ -67,25 +68,17 @@ def mixture(n: int, dim: int, nq: int, seed: int) -> Tuple[np.ndarray, np.ndarra
     return np.ascontiguousarray(X[:n]), np.ascontiguousarray(X[n:])
 
 
-def unit(X: np.ndarray) -> np.ndarray:
-    norms = np.linalg.norm(X, axis=1, keepdims=True)
-    norms[norms == 0] = 1
-    return np.ascontiguousarray(X / norms, dtype=np.float32)
-
-
 def configs(args: argparse.Namespace) -> List[Dict[str, Any]]:
     """(name, X, Q, metric) of every collection measured."""
     out = []
-    if args.dataset and os.path.exists(os.path.join(args.dataset, "base.f16.npy")):
-        base = np.load(os.path.join(args.dataset, "base.f16.npy"), mmap_mode="r")
-        Q = unit(np.load(os.path.join(args.dataset, "queries.f16.npy")).astype(np.float32))
-        name = os.path.basename(os.path.normpath(args.dataset))
+    opened = open_dataset(args.dataset)
+    if opened is not None:
+        name, base, Q = opened
+        Q = normalized(Q)
         for n in sorted({min(s, base.shape[0]) for s in args.sizes}):
-            X = unit(np.asarray(base[:n], dtype=np.float32))
+            X = normalized(np.asarray(base[:n], dtype=np.float32))
             out.append({"name": f"{name}[:{n}]", "X": X, "Q": Q[:args.queries], "metric": "ip"})
         return out
-    if args.dataset:
-        print(f"note: no base.f16.npy in {args.dataset!r}; using synthetic data")
     for dim in args.dims:
         for n in args.sizes:
             X, Q = mixture(n, dim, args.queries, seed=n + dim)
