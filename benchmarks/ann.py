@@ -260,7 +260,7 @@ class VecdbEngine(Engine):
         rows = self.col._rows
         self.views = rows.store.views(self.n)
         self.shift = rows.store.shift
-        self.graph = rows.graph._graph
+        self.graph = rows.index._graph
         return stats["index"]["graph_bytes"]
 
     def search1(self, i: int, ef: int) -> np.ndarray:

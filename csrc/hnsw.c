@@ -11,6 +11,8 @@
  *     inserted has empty link records, which a concurrent search reads as a dead end.
  *  3. The pool holds at most HNSW_POOL_MAX contexts; its mutex is the only lock a search
  *     takes, and it is held only to pop or push one context.
+ *  4. A context owns everything it points to (tags, heaps, the code search's query scratch);
+ *     free_ctx releases all of it.
  */
 #define _POSIX_C_SOURCE 200809L
 
@@ -93,6 +95,7 @@ static void free_ctx(hnsw_ctx *c) {
     free(c->res);
     free(c->aux);
     free(c->sel);
+    free(c->qscratch);
     free(c);
 }
 
@@ -240,6 +243,18 @@ int hnsw_ctx_reserve(hnsw_ctx *c, size_t n) {
     return VDB_OK;
 }
 
+int hnsw_ctx_scratch(hnsw_ctx *c, size_t n) {
+    if (n <= c->qscratch_cap) return VDB_OK;
+    if (n > SIZE_MAX - 63) return VDB_ERR_NOMEM;
+    size_t cap = (n + 63) & ~(size_t)63; /* aligned_alloc: a multiple of the alignment */
+    void *p = aligned_alloc(64, cap);
+    if (p == NULL) return VDB_ERR_NOMEM;
+    free(c->qscratch);
+    c->qscratch = p;
+    c->qscratch_cap = cap;
+    return VDB_OK;
+}
+
 void hnsw_ctx_new_pass(hnsw_ctx *c) {
     if (++c->epoch == 0) { /* wrapped: clear the tags so old passes cannot match */
         memset(c->tags, 0, c->tags_cap * sizeof *c->tags);
@@ -311,4 +326,39 @@ void hnsw_view_init(hnsw_view *v, const vdb_hnsw *g, const vdb_rows *rows) {
     v->dim = g->dim;
     v->metric = g->metric;
     v->k1x4 = g->metric == VDB_METRIC_L2 ? g->kern->l2_1x4 : g->kern->dot_1x4;
+    v->code_segments = NULL;
+    v->code_size = 0;
+    v->qq = NULL;
+}
+
+int hnsw_check_codes(const vdb_hnsw *g, const vdb_code_rows *codes, size_t code_size) {
+    if (g == NULL || codes == NULL || code_size == 0 || codes->code_size != code_size)
+        return VDB_ERR_INVALID;
+    if (codes->n_rows == 0) return VDB_OK;
+    if (codes->segments == NULL || codes->segment_shift >= 32 ||
+        codes->n_rows > HNSW_MAX_NODES)
+        return VDB_ERR_INVALID;
+    /* the byte offset of a row in its segment must fit a size_t */
+    if (code_size > (SIZE_MAX >> codes->segment_shift)) return VDB_ERR_INVALID;
+    size_t needed = ((codes->n_rows - 1) >> codes->segment_shift) + 1;
+    if (codes->n_segments < needed) return VDB_ERR_INVALID;
+    for (size_t s = 0; s < needed; s++)
+        if (codes->segments[s] == NULL) return VDB_ERR_INVALID;
+    return VDB_OK;
+}
+
+void hnsw_view_init_codes(hnsw_view *v, const vdb_hnsw *g, const vdb_code_rows *codes) {
+    size_t valid = LOAD_ACQ(&g->valid); /* before the table: see hnsw_int.h, invariant 1 */
+    v->g = g;
+    v->table = LOAD_ACQ(&g->table);
+    v->limit = codes->n_rows < valid ? codes->n_rows : valid;
+    v->segments = NULL;
+    v->shift = codes->segment_shift;
+    v->seg_mask = ((size_t)1 << codes->segment_shift) - 1;
+    v->dim = g->dim;
+    v->metric = g->metric;
+    v->k1x4 = NULL;
+    v->code_segments = codes->segments;
+    v->code_size = codes->code_size;
+    v->qq = NULL;
 }

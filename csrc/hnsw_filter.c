@@ -47,6 +47,8 @@
  *     is read at most twice (for two hops, then expanded after routing).
  *  4. An expansion scores at most m0 eligible nodes plus, when it routes, at most m0 excluded
  *     ones: the scratch arrays hold 2 * HNSW_MAX_M0.
+ *  5. Vectors are reached only through hnsw_dists and prefetch_vec, so the same search runs
+ *     on float rows and on codes (vdb_hnsw_search_codes; hnsw_int.h, hnsw_view).
  */
 #include <math.h>
 

@@ -1,7 +1,7 @@
 /*
  * hnsw_heap.h -- private inline helpers of the layer searches (hnsw_search.c, hnsw_filter.c):
- * the candidate and result heaps of (distance, node) pairs, the eligibility test and vector
- * prefetch.
+ * the candidate and result heaps of (distance, node) pairs, the eligibility test and the
+ * prefetch of a node's vector (float row, or code row when the view reads codes).
  *
  * Invariants:
  *  1. The candidate heap is a min-heap by distance; the result heap a max-heap by (d, id), so
@@ -17,9 +17,22 @@
 #include "bitset_int.h"
 #include "hnsw_int.h"
 
-#define PREFETCH_LINES 2 /* cache lines of each vector prefetched ahead of its distance */
+#define PREFETCH_LINES 2      /* cache lines of each float vector prefetched ahead of use */
+#define PREFETCH_CODE_LINES 4 /* at most this many lines of a code row (its span) */
 
-static inline void prefetch_vec(const hnsw_view *v, uint32_t id) {
+/* Prefetches the start of node id's vector, or the lines its code row spans (codes).
+ * always_inline: GCC treats a function made only of prefetches as free of side effects
+ * ("const"), so a call it did not inline early is deleted, and with it the prefetch. */
+static inline __attribute__((always_inline)) void prefetch_vec(const hnsw_view *v,
+                                                               uint32_t id) {
+    if (v->code_segments != NULL) {
+        const char *p = (const char *)hnsw_code(v, id);
+        size_t first = (uintptr_t)p >> 6, last = ((uintptr_t)p + v->code_size - 1) >> 6;
+        size_t n = last - first + 1;
+        if (n > PREFETCH_CODE_LINES) n = PREFETCH_CODE_LINES;
+        for (size_t i = 0; i < n; i++) __builtin_prefetch(p + 64 * i);
+        return;
+    }
     const char *p = (const char *)hnsw_vec(v, id);
     for (int i = 0; i < PREFETCH_LINES; i++) __builtin_prefetch(p + 64 * i);
 }

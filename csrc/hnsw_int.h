@@ -1,10 +1,15 @@
 /*
  * hnsw_int.h -- the private structure of an HNSW graph (vdb_hnsw of vecdb.h), shared by
- * hnsw.c (lifetime, storage, scratch pool), hnsw_search.c (layer search and vdb_hnsw_search),
- * hnsw_filter.c (level-0 search of filtered queries), hnsw_insert.c (vdb_hnsw_add) and
- * hnsw_image.c (checkpoint image).
+ * hnsw.c (lifetime, storage, scratch pool), hnsw_search.c (layer search, vdb_hnsw_search and
+ * vdb_hnsw_search_codes), hnsw_filter.c (level-0 search of filtered queries), hnsw_insert.c
+ * (vdb_hnsw_add) and hnsw_image.c (checkpoint image).
  *
- * Storage. Node i is row i of the caller's vdb_rows. Per node the graph keeps:
+ * Distances. Every search reads vectors only through hnsw_view (hnsw_dists, prefetch_vec of
+ * hnsw_heap.h): float rows, or code rows scored by ADC (quant_int.h) for
+ * vdb_hnsw_search_codes. The layer searches are the same code for both sources.
+ *
+ * Storage. Node i is row i of the caller's vdb_rows (or vdb_code_rows). Per node the graph
+ * keeps:
  *  - a level-0 record of HNSW_L0_WORDS(m) u32: [count, id_0 .. id_{2m-1}];
  *  - its level (u8, 0..HNSW_MAX_LEVEL);
  *  - if level > 0, level upper records of (1 + m) u32 each: [count, id_0 .. id_{m-1}], the
@@ -46,6 +51,7 @@
 #include <stdint.h>
 
 #include "distance_int.h"
+#include "quant_int.h"
 #include "vecdb.h"
 
 #define HNSW_CHUNK_SHIFT 12
@@ -101,6 +107,8 @@ typedef struct hnsw_ctx {
     size_t aux_cap;
     uint32_t *sel;     /* insertion: the new node's selected neighbours, per level */
     size_t sel_cap;
+    void *qscratch;    /* code search: quant_prepare's scratch (16-byte aligned) */
+    size_t qscratch_cap;
     struct hnsw_ctx *next;
 } hnsw_ctx;
 
@@ -149,21 +157,37 @@ struct vdb_hnsw {
 #define STORE_REL(p, v) __atomic_store_n((p), (v), __ATOMIC_RELEASE)
 #define STORE_RLX(p, v) __atomic_store_n((p), (v), __ATOMIC_RELAXED)
 
-/* A consistent read-only snapshot a search works from. */
+/*
+ * A consistent read-only snapshot a search works from, and the source of its distances:
+ *  - float rows (segments != NULL, qq == NULL): hnsw_dists runs the 1x4 float kernels;
+ *  - codes (code_segments != NULL, vdb_hnsw_search_codes): hnsw_dists reads code rows and
+ *    scores them by ADC through the prepared query qq (quant_int.h). A view with codes is a
+ *    template until qq is set: search_one sets qq in its per-query copy of the job's view,
+ *    before computing any distance (the template serves hnsw_filter_share / seeds only).
+ * shift / seg_mask address whichever segments are set (row r: segment r >> shift, index
+ * r & seg_mask). Insertion and serialization use float (or no) rows only.
+ */
 typedef struct hnsw_view {
     const vdb_hnsw *g;
     const hnsw_table *table;
     size_t limit;              /* ids >= limit are ignored */
-    const float *const *segments;
+    const float *const *segments;       /* float rows, or NULL under codes */
     unsigned shift;
     size_t seg_mask;
     size_t dim;
     int metric;
     void (*k1x4)(const float *q, const float *const *x, size_t dim, float *out); /* l2 or dot */
+    const uint8_t *const *code_segments; /* code rows, or NULL under float rows */
+    size_t code_size;                    /* bytes per code row */
+    const quant_query *qq;               /* the query prepared for ADC (codes only) */
 } hnsw_view;
 
 static inline const float *hnsw_vec(const hnsw_view *v, uint32_t id) {
     return v->segments[id >> v->shift] + (size_t)(id & v->seg_mask) * v->dim;
+}
+
+static inline const uint8_t *hnsw_code(const hnsw_view *v, uint32_t id) {
+    return v->code_segments[id >> v->shift] + (size_t)(id & v->seg_mask) * v->code_size;
 }
 
 /* The level-0 record of node id (< limit). */
@@ -197,8 +221,9 @@ static inline uint32_t *hnsw_upper(const hnsw_view *v, uint32_t id, unsigned lc)
 }
 
 /* hnsw_search.c: distances from q to nodes ids[0 .. n) (all < limit) into out; qinv is
- * vdb_inv_norm of q under cosine (else unused). Uses the 1x4 kernel for every pair, so
- * distances equal vdb_flat_search's bit for bit. */
+ * vdb_inv_norm of q under cosine (else unused). Float rows: the 1x4 kernel for every pair,
+ * so distances equal vdb_flat_search's bit for bit. Codes (v->qq set): ADC distances of
+ * v->qq through quant_dists (q and qinv unused), equal to vdb_quantizer_distances'. */
 void hnsw_dists(const hnsw_view *v, const float *q, double qinv, const uint32_t *ids, size_t n,
                 float *out);
 double hnsw_query_inv(const hnsw_view *v, const float *q);
@@ -245,6 +270,8 @@ hnsw_ctx *hnsw_ctx_get(const vdb_hnsw *g, size_t limit);
 void hnsw_ctx_put(const vdb_hnsw *g, hnsw_ctx *c);
 /* Makes c's heaps hold at least n pairs each; 0 or VDB_ERR_NOMEM. */
 int hnsw_ctx_reserve(hnsw_ctx *c, size_t n);
+/* Makes c->qscratch hold at least n bytes, 64-byte aligned; 0 or VDB_ERR_NOMEM. */
+int hnsw_ctx_scratch(hnsw_ctx *c, size_t n);
 /* Starts a new visited pass. */
 void hnsw_ctx_new_pass(hnsw_ctx *c);
 void hnsw_add_mem(const vdb_hnsw *g, size_t bytes);
@@ -252,5 +279,9 @@ void hnsw_add_mem(const vdb_hnsw *g, size_t bytes);
 /* Common checks of a vdb_rows against the graph. */
 int hnsw_check_rows(const vdb_hnsw *g, const vdb_rows *rows);
 void hnsw_view_init(hnsw_view *v, const vdb_hnsw *g, const vdb_rows *rows);
+/* Checks of a vdb_code_rows against the graph (code_size given by the checked quantizer),
+ * and the template view over it (qq NULL: see hnsw_view). */
+int hnsw_check_codes(const vdb_hnsw *g, const vdb_code_rows *codes, size_t code_size);
+void hnsw_view_init_codes(hnsw_view *v, const vdb_hnsw *g, const vdb_code_rows *codes);
 
 #endif /* VECDB_HNSW_INT_H */

@@ -1,7 +1,14 @@
 /*
- * hnsw_search.c -- layer search (greedy descent, best-first search with ef) and
- * vdb_hnsw_search. Insertion (hnsw_insert.c) uses the same layer search; filtered queries
- * search level 0 with hnsw_filter.c.
+ * hnsw_search.c -- layer search (greedy descent, best-first search with ef), vdb_hnsw_search
+ * and vdb_hnsw_search_codes. Insertion (hnsw_insert.c) uses the same layer search; filtered
+ * queries search level 0 with hnsw_filter.c.
+ *
+ * One search for two distance sources (hnsw_int.h, hnsw_view). vdb_hnsw_search's view reads
+ * float rows; vdb_hnsw_search_codes' view reads code rows held in RAM, and search_one
+ * prepares each query for ADC (quant_prepare, into the worker's hnsw_ctx scratch: nothing is
+ * allocated per query) and searches with a copy of the view that points at it. Everything
+ * else -- descent, layer search, filtered two-hop search, seeds, share rules, stats -- is the
+ * same code; only hnsw_dists and prefetch_vec look at the source.
  *
  * The hot loop (hnsw_search_layer at level 0): pop the closest candidate, read its level-0
  * record without a lock, keep the ids not yet visited (and < limit), prefetch their vectors,
@@ -22,7 +29,8 @@
  *     with hnsw_search_layer_filtered (hnsw_filter.c), from the descent's node and the seeds
  *     of hnsw_filter_seeds, with ef widened below HNSW_FILTER_WIDE_SHARE (once per call).
  *  3. Results are sorted by (distance, node), so ties go to the smaller row as in flat search;
- *     distances equal vdb_flat_search's (same kernels, same finishing).
+ *     distances equal vdb_flat_search's (same kernels, same finishing), or, on codes,
+ *     vdb_quantizer_distances' (quant_dists, quant_int.h invariant 1).
  *  4. On VDB_ERR_NOMEM some queries' output rows may have been written already.
  *  5. Work counts (vdb_search_stats) are kept in each worker's own hnsw_count and added to
  *     the job's with one atomic add per worker; the caller's stats only on success.
@@ -37,8 +45,25 @@ double hnsw_query_inv(const hnsw_view *v, const float *q) {
     return v->metric == VDB_METRIC_COSINE ? vdb_inv_norm(v->g->kern->dot(q, q, v->dim)) : 0.0;
 }
 
+/* hnsw_dists under codes: ADC of v->qq to the code rows of ids, in batches of pointers.
+ * Out of line so that the float path's loop stays as it was. */
+#define CODE_BATCH 64
+static __attribute__((noinline)) void code_dists(const hnsw_view *v, const uint32_t *ids,
+                                                 size_t n, float *out) {
+    const uint8_t *p[CODE_BATCH];
+    for (size_t i = 0; i < n; i += CODE_BATCH) {
+        size_t cnt = n - i < CODE_BATCH ? n - i : CODE_BATCH;
+        for (size_t j = 0; j < cnt; j++) p[j] = hnsw_code(v, ids[i + j]);
+        quant_dists(v->qq, p, cnt, out + i);
+    }
+}
+
 void hnsw_dists(const hnsw_view *v, const float *q, double qinv, const uint32_t *ids, size_t n,
                 float *out) {
+    if (__builtin_expect(v->qq != NULL, 0)) {
+        code_dists(v, ids, n, out);
+        return;
+    }
     size_t dim = v->dim;
     for (size_t i = 0; i < n; i += 4) {
         size_t cnt = n - i < 4 ? n - i : 4;
@@ -167,7 +192,10 @@ size_t hnsw_search_layer(const hnsw_view *v, hnsw_ctx *c, const float *q, double
 /* --- vdb_hnsw_search --- */
 
 typedef struct search_job {
-    hnsw_view view;
+    hnsw_view view;    /* under codes a template: search_one prepares a copy per query */
+    int simd;          /* codes: the SIMD level of quant_prepare */
+    const vdb_quantizer *quant; /* codes: the checked quantizer; NULL for float rows */
+    size_t scratch_bytes;       /* codes: quant_scratch_bytes(quant) */
     uint32_t ep;
     unsigned top;      /* level of ep to start from */
     const float *queries;
@@ -191,7 +219,17 @@ static int search_one(search_job *job, hnsw_ctx *c, size_t qi, hnsw_count *count
     float *dist = job->out_dist + qi * job->k;
     size_t nr = 0;
     if (v->limit > 0) {
-        double qinv = hnsw_query_inv(v, q);
+        hnsw_view qview; /* codes: the job's view with this query prepared */
+        quant_query qq;
+        double qinv = 0.0;
+        if (job->quant != NULL) {
+            quant_prepare(job->simd, job->quant, q, c->qscratch, &qq);
+            qview = job->view;
+            qview.qq = &qq;
+            v = &qview;
+        } else {
+            qinv = hnsw_query_inv(v, q);
+        }
         uint32_t cur = job->ep;
         float curd;
         hnsw_dists(v, q, qinv, &cur, 1, &curd);
@@ -231,6 +269,11 @@ static void search_worker(void *arg, size_t task) {
         __atomic_store_n(&job->err, VDB_ERR_NOMEM, __ATOMIC_RELAXED);
         return;
     }
+    if (job->quant != NULL && hnsw_ctx_scratch(c, job->scratch_bytes) != VDB_OK) {
+        hnsw_ctx_put(job->view.g, c);
+        __atomic_store_n(&job->err, VDB_ERR_NOMEM, __ATOMIC_RELAXED);
+        return;
+    }
     hnsw_count count = {0, 0};
     for (;;) {
         if (__atomic_load_n(&job->err, __ATOMIC_RELAXED) != VDB_OK) break;
@@ -246,56 +289,55 @@ static void search_worker(void *arg, size_t task) {
     }
 }
 
-int vdb_hnsw_search(const vdb_hnsw *g, const vdb_rows *rows, const float *queries,
-                    size_t nq, size_t k, size_t ef, const uint64_t *allow,
-                    const uint64_t *deny, int n_threads, int64_t *out_rows, float *out_dist,
-                    vdb_search_stats *stats) {
-    int rc = hnsw_check_rows(g, rows);
-    if (rc != VDB_OK) return rc;
+/* Common argument checks of vdb_hnsw_search and vdb_hnsw_search_codes (after the rows). */
+static int check_search(const vdb_hnsw *g, const float *queries, size_t nq, size_t k,
+                        int n_threads, const int64_t *out_rows, const float *out_dist) {
     if (n_threads < 0) return VDB_ERR_INVALID;
     if (nq > 0 && k > 0 && (queries == NULL || out_rows == NULL || out_dist == NULL))
         return VDB_ERR_INVALID;
     if (k != 0 && nq > SIZE_MAX / k) return VDB_ERR_INVALID;
-    if (nq == 0 || k == 0) return VDB_OK;
+    if (nq > SIZE_MAX / sizeof(float) / g->dim) return VDB_ERR_INVALID;
+    return VDB_OK;
+}
 
-    search_job job = {0};
-    hnsw_view_init(&job.view, g, rows);
-    job.queries = queries;
-    job.nq = nq;
-    job.k = k;
-    job.ef = ef < k ? k : ef;
-    if (job.ef > job.view.limit && job.view.limit > 0) job.ef = job.view.limit;
-    if (job.ef < 1) job.ef = 1;
-    job.allow = allow;
-    job.deny = deny;
-    job.out_rows = out_rows;
-    job.out_dist = out_dist;
-    job.counting = stats != NULL;
+/* Runs the search of job (its view, queries and outputs set; ef, entry point and filter
+ * plan still to be chosen here); VDB_OK or the first error. */
+static int run_search(search_job *job, const vdb_hnsw *g, size_t k, size_t ef,
+                      const uint64_t *allow, const uint64_t *deny, int n_threads,
+                      vdb_search_stats *stats) {
+    size_t nq = job->nq;
+    job->k = k;
+    job->ef = ef < k ? k : ef;
+    if (job->ef > job->view.limit && job->view.limit > 0) job->ef = job->view.limit;
+    if (job->ef < 1) job->ef = 1;
+    job->allow = allow;
+    job->deny = deny;
+    job->counting = stats != NULL;
     uint64_t entry = LOAD_ACQ(&g->entry);
     if (entry == HNSW_NO_ENTRY) {
-        job.view.limit = 0; /* empty graph: every slot unused */
+        job->view.limit = 0; /* empty graph: every slot unused */
     } else {
-        job.ep = (uint32_t)entry;
-        job.top = (unsigned)(entry >> 32);
-        if (job.ep >= job.view.limit) { /* the entry is newer than the rows given */
-            job.ep = 0;
-            unsigned l0 = job.view.limit > 0 ? hnsw_level(&job.view, 0) : 0;
-            if (l0 < job.top) job.top = l0;
+        job->ep = (uint32_t)entry;
+        job->top = (unsigned)(entry >> 32);
+        if (job->ep >= job->view.limit) { /* the entry is newer than the rows given */
+            job->ep = 0;
+            unsigned l0 = job->view.limit > 0 ? hnsw_level(&job->view, 0) : 0;
+            if (l0 < job->top) job->top = l0;
         }
     }
 
-    if (allow != NULL && job.view.limit > 0) { /* see hnsw_filter.c */
-        double share = hnsw_filter_share(&job.view, allow, deny);
+    if (allow != NULL && job->view.limit > 0) { /* see hnsw_filter.c */
+        double share = hnsw_filter_share(&job->view, allow, deny);
         if (share < HNSW_FILTER_MIN_SHARE || share >= HNSW_FILTER_MAX_SHARE) {
-            job.route_all = 1;
+            job->route_all = 1;
         } else {
             if (share < HNSW_FILTER_WIDE_SHARE) {
                 double f = HNSW_FILTER_WIDE_SHARE / share;
-                size_t wide = (size_t)((double)job.ef * (f < 2.0 ? f : 2.0));
-                job.ef = wide < job.view.limit ? wide : job.view.limit;
+                size_t wide = (size_t)((double)job->ef * (f < 2.0 ? f : 2.0));
+                job->ef = wide < job->view.limit ? wide : job->view.limit;
             }
-            job.n_seeds = hnsw_filter_seeds(&job.view, allow, deny, job.seeds,
-                                            HNSW_FILTER_SEEDS);
+            job->n_seeds = hnsw_filter_seeds(&job->view, allow, deny, job->seeds,
+                                             HNSW_FILTER_SEEDS);
         }
     }
 
@@ -305,13 +347,60 @@ int vdb_hnsw_search(const vdb_hnsw *g, const vdb_rows *rows, const float *querie
         if (threads > nq) threads = (unsigned)nq;
     }
     if (threads > 1) {
-        rc = vdb_parallel_for(threads, threads, search_worker, &job);
+        int rc = vdb_parallel_for(threads, threads, search_worker, job);
         if (rc != VDB_OK && rc != VDB_ERR_THREAD) return rc;
     }
-    search_worker(&job, 0); /* one thread, or what a failed thread start left over */
-    if (job.err == VDB_OK && stats != NULL) {
-        __atomic_fetch_add(&stats->visited, job.count.visited, __ATOMIC_RELAXED);
-        __atomic_fetch_add(&stats->distances, job.count.distances, __ATOMIC_RELAXED);
+    search_worker(job, 0); /* one thread, or what a failed thread start left over */
+    if (job->err == VDB_OK && stats != NULL) {
+        __atomic_fetch_add(&stats->visited, job->count.visited, __ATOMIC_RELAXED);
+        __atomic_fetch_add(&stats->distances, job->count.distances, __ATOMIC_RELAXED);
     }
-    return job.err;
+    return job->err;
+}
+
+int vdb_hnsw_search(const vdb_hnsw *g, const vdb_rows *rows, const float *queries,
+                    size_t nq, size_t k, size_t ef, const uint64_t *allow,
+                    const uint64_t *deny, int n_threads, int64_t *out_rows, float *out_dist,
+                    vdb_search_stats *stats) {
+    int rc = hnsw_check_rows(g, rows);
+    if (rc != VDB_OK) return rc;
+    rc = check_search(g, queries, nq, k, n_threads, out_rows, out_dist);
+    if (rc != VDB_OK) return rc;
+    if (nq == 0 || k == 0) return VDB_OK;
+
+    search_job job = {0};
+    hnsw_view_init(&job.view, g, rows);
+    job.queries = queries;
+    job.nq = nq;
+    job.out_rows = out_rows;
+    job.out_dist = out_dist;
+    return run_search(&job, g, k, ef, allow, deny, n_threads, stats);
+}
+
+int vdb_hnsw_search_codes(const vdb_hnsw *g, int simd, const vdb_quantizer *q,
+                          const vdb_code_rows *codes, const float *queries, size_t nq,
+                          size_t k, size_t ef, const uint64_t *allow, const uint64_t *deny,
+                          int n_threads, int64_t *out_rows, float *out_dist,
+                          vdb_search_stats *stats) {
+    if (g == NULL || q == NULL || codes == NULL) return VDB_ERR_INVALID;
+    size_t code_size = 0;
+    int rc = quant_check(simd, q, &code_size);
+    if (rc != VDB_OK) return rc;
+    if (q->dim != g->dim) return VDB_ERR_INVALID; /* metrics may differ: see vecdb.h */
+    rc = hnsw_check_codes(g, codes, code_size);
+    if (rc != VDB_OK) return rc;
+    rc = check_search(g, queries, nq, k, n_threads, out_rows, out_dist);
+    if (rc != VDB_OK) return rc;
+    if (nq == 0 || k == 0) return VDB_OK;
+
+    search_job job = {0};
+    hnsw_view_init_codes(&job.view, g, codes);
+    job.simd = simd;
+    job.quant = q;
+    job.scratch_bytes = quant_scratch_bytes(q);
+    job.queries = queries;
+    job.nq = nq;
+    job.out_rows = out_rows;
+    job.out_dist = out_dist;
+    return run_search(&job, g, k, ef, allow, deny, n_threads, stats);
 }

@@ -205,4 +205,185 @@ int vdb_hnsw_verify(const void *buf, size_t size);
 int vdb_hnsw_image_info(const void *buf, size_t size, size_t *dim, int *metric,
                         vdb_hnsw_params *params, size_t *n_nodes);
 
+/* ---------------------------------------------------------------------------------------- */
+/* Training and quantization (kmeans.c, sq.c, pq.c, quant.c)                                 */
+/* ---------------------------------------------------------------------------------------- */
+
+/*
+ * k-means under squared L2 of n points x[n][dim] into k clusters (1 <= k <= n): k-means++
+ * initialisation on a sample of min(n, 4k + 1000) points, then up to iters Lloyd iterations
+ * (stopping early when no point changes cluster); the assignment step runs on n_threads
+ * threads (0 = one per online CPU). A cluster left empty is re-seeded with the point
+ * farthest from its centre in the largest cluster (preferring clusters that hold a point
+ * away from their centre), so k distinct centroids come out whenever x holds k distinct
+ * points.
+ * Deterministic: the same (x, k, iters, seed, simd) give the same centroids for every
+ * n_threads. For dim <= 48 they are also the same on every SIMD level (that path uses no
+ * FMA); above, each level's float kernels round differently, so centroids may differ in the
+ * last bits between levels.
+ * Writes centroids[k][dim]; *inertia (nullable) receives the mean squared distance of the
+ * points to their nearest final centroid. A worker thread that cannot start is not an
+ * error: the calling thread does its share.
+ * Errors: VDB_ERR_INVALID, VDB_ERR_UNSUPPORTED, VDB_ERR_NOMEM.
+ */
+int vdb_kmeans(int simd, const float *x, size_t n, size_t dim, size_t k, unsigned iters,
+               uint64_t seed, int n_threads, float *centroids, float *inertia);
+
+/*
+ * The nearest of k centroids[k][dim] (squared L2, ties to the smaller index) of each of n
+ * points x[n][dim]: assign[i] and, when dist is not NULL, dist[i] (the squared distance),
+ * computed as vdb_kmeans assigns points (centroids are ranked by |c|^2 - 2 x.c in float, so
+ * two centroids within float rounding of each other may rank either way). Points are spread
+ * over n_threads threads; the result does not depend on n_threads.
+ * Errors: VDB_ERR_INVALID, VDB_ERR_UNSUPPORTED, VDB_ERR_NOMEM.
+ */
+int vdb_kmeans_assign(int simd, const float *centroids, size_t k, size_t dim, const float *x,
+                      size_t n, int n_threads, uint32_t *assign, float *dist);
+
+/* Quantizer kinds. */
+#define VDB_QUANT_SQ8 1 /* one byte per dimension: per-dimension min and step */
+#define VDB_QUANT_PQ 2  /* m sub-quantizers of dim/m dimensions, 256 centroids (8 bits) each */
+
+/*
+ * A trained quantizer (read-only; the caller owns params):
+ *  SQ8: params = vmin[dim] then step[dim]; code of x: c_d = clamp(round((x_d - vmin_d) /
+ *       step_d), 0, 255) (0 where step_d == 0); decoded x^_d = vmin_d + c_d * step_d.
+ *       A code row is dim bytes, followed, under L2 and cosine, by the float32 squared norm
+ *       of the decoded row (native byte order, unaligned): code size dim or dim + 4.
+ *  PQ:  m divides dim; params = codebooks[m][256][dim/m]; code of x: for each j, the index
+ *       of the nearest (squared L2, ties to the smaller) centroid of codebook j to x's j-th
+ *       sub-vector. A code row is m bytes. Metrics L2 and IP only (a cosine collection stores
+ *       unit vectors and searches them with IP).
+ * Distances between a float32 query and a code row ("ADC") approximate the metric's distance
+ * between the query and the decoded row:
+ *  SQ8: the query is scaled per dimension (w_d = q_d * step_d, in double) and rounded to
+ *       int16 in [-16383, 16383] (w_d * 16383 / max|w|, half away from zero); the code dot
+ *       product sum qi_d * c_d is exact integer arithmetic on every SIMD level, so every
+ *       level returns identical distances. dot(q, x^) ~ q.vmin + sum(qi_d c_d) * max|w| /
+ *       16383 (in double); L2 = |q|^2 - 2 dot + norm (may come out slightly below zero near
+ *       a match); IP = -dot; cosine = 1 - dot / (|q| sqrt(norm)) (1.0 when either norm is
+ *       zero). The error of dot is at most max|w| / 16383 / 2 * sum_d c_d.
+ *  PQ:  from per-query tables [m][256]: L2 |q_j - c|^2, IP -q_j.c (float, in d order, the
+ *       same on every SIMD level); the distance is the sum over j of table[j][code_j] (in j
+ *       order, float), so it equals the distance to the decoded row up to float rounding.
+ */
+typedef struct vdb_quantizer {
+    int kind;            /* VDB_QUANT_SQ8 or VDB_QUANT_PQ */
+    int metric;          /* VDB_METRIC_* the distances follow */
+    size_t dim;
+    size_t m;            /* PQ: number of sub-quantizers; SQ8: ignored */
+    const float *params; /* see above */
+} vdb_quantizer;
+
+/* Writes to *size the bytes of one code row of q (checks q: kind, metric, dim, m). */
+int vdb_quantizer_code_size(const vdb_quantizer *q, size_t *size);
+
+/* SQ8 training: per-dimension min and step = (max - min) / 255 of x[n][dim] (n >= 1) into
+ * params[2 * dim]. Errors: VDB_ERR_INVALID (also for a NaN or infinite value in x),
+ * VDB_ERR_NOMEM. */
+int vdb_sq8_train(const float *x, size_t n, size_t dim, float *params);
+
+/* PQ training: k-means (vdb_kmeans, 256 clusters, iters, the same seed for every j) of each
+ * sub-vector column of x[n][dim] (n >= 256, m divides dim) into params[m * 256 * (dim / m)].
+ * Sub-quantizers are trained in parallel over n_threads threads; the result does not depend
+ * on n_threads (a worker that cannot start is not an error).
+ * Errors: VDB_ERR_INVALID, VDB_ERR_UNSUPPORTED, VDB_ERR_NOMEM. */
+int vdb_pq_train(int simd, const float *x, size_t n, size_t dim, size_t m, unsigned iters,
+                 uint64_t seed, int n_threads, float *params);
+
+/* Encodes n rows x[n][dim] into codes[n][code size] on n_threads threads (the codes do not
+ * depend on n_threads; a worker that cannot start is not an error); errors (nullable)
+ * receives each row's squared L2 distance to its decoded code (the quantization error).
+ * PQ encodes sub-vectors as vdb_kmeans_assign assigns points.
+ * Errors: VDB_ERR_INVALID, VDB_ERR_UNSUPPORTED, VDB_ERR_NOMEM. */
+int vdb_quantizer_encode(int simd, const vdb_quantizer *q, const float *x, size_t n,
+                         int n_threads, uint8_t *codes, float *errors);
+
+/* Decodes n code rows codes[n][code size] into out[n][dim]. Errors: VDB_ERR_INVALID. */
+int vdb_quantizer_decode(const vdb_quantizer *q, const uint8_t *codes, size_t n, float *out);
+
+/* ADC distances (see vdb_quantizer) from one query[dim] to n contiguous code rows, into
+ * out[n]. Errors: VDB_ERR_INVALID, VDB_ERR_UNSUPPORTED, VDB_ERR_NOMEM. */
+int vdb_quantizer_distances(int simd, const vdb_quantizer *q, const float *query,
+                            const uint8_t *codes, size_t n, float *out);
+
+/*
+ * Code rows stored in fixed-capacity segments, as vdb_rows stores float rows: row r lives
+ * in segments[r >> segment_shift] at byte (r & ((1 << segment_shift) - 1)) * code_size.
+ */
+typedef struct vdb_code_rows {
+    const uint8_t *const *segments;
+    size_t n_segments;
+    unsigned segment_shift;
+    size_t n_rows;
+    size_t code_size;
+} vdb_code_rows;
+
+/*
+ * vdb_hnsw_search with every distance computed from the codes (ADC, see vdb_quantizer)
+ * instead of float rows: the graph was built on the float rows; traversal reads only the
+ * codes, held in RAM. Nodes >= codes->n_rows are ignored. q->dim must equal the graph's
+ * dim; q->metric may differ from the graph's: over unit vectors L2 orders rows as IP and
+ * cosine do, and PQ estimates L2 better than IP (a near row's error term shrinks with its
+ * distance), so a cosine collection traverses with L2 PQ codes. codes->code_size must
+ * equal q's code size. Distances out are ADC distances: rescore the candidates with
+ * vdb_rescore. Same allow / deny / share rules,
+ * threads and stats as vdb_hnsw_search (the same traversal: only the distances differ);
+ * equal to vdb_quantizer_distances of the query and the returned rows' codes. Each query is
+ * prepared once (SQ8 rounding, PQ tables) in per-thread scratch the graph keeps for reuse.
+ * Errors: VDB_ERR_INVALID, VDB_ERR_UNSUPPORTED, VDB_ERR_NOMEM, VDB_ERR_THREAD.
+ */
+int vdb_hnsw_search_codes(const vdb_hnsw *graph, int simd, const vdb_quantizer *q,
+                          const vdb_code_rows *codes, const float *queries, size_t nq,
+                          size_t k, size_t ef, const uint64_t *allow, const uint64_t *deny,
+                          int n_threads, int64_t *out_rows, float *out_dist,
+                          vdb_search_stats *stats);
+
+/*
+ * Exact rescoring: for each query i, the exact distances (as vdb_flat_search computes them)
+ * to its n_cand candidate rows cand[i*n_cand .. +n_cand) (entries < 0 or >= rows->n_rows
+ * are skipped; duplicates count once), keeping the k best into out_rows[i*k ..] /
+ * out_dist[i*k ..], best first, ties to the smaller row, unused slots -1 / +INFINITY.
+ * Distances are bit-equal to vdb_flat_search's for the same (query, row) and simd, so the
+ * result is vdb_flat_search's restricted to the candidates. cand may be NULL when n_cand is
+ * 0 (every slot unused). Queries are spread over n_threads threads (0 = one per online
+ * CPU; small calls run on the calling thread); results do not depend on n_threads.
+ * Errors: VDB_ERR_INVALID, VDB_ERR_UNSUPPORTED, VDB_ERR_NOMEM, VDB_ERR_THREAD.
+ */
+int vdb_rescore(int simd, int metric, const vdb_rows *rows, const float *queries, size_t nq,
+                const int64_t *cand, size_t n_cand, size_t k, int n_threads,
+                int64_t *out_rows, float *out_dist);
+
+/*
+ * Inverted lists of an IVF-PQ index (read-only; the caller owns every array): nlist coarse
+ * centroids[nlist][dim]; list i holds sizes[i] rows: row numbers rows[i][0 .. sizes[i])
+ * and the PQ codes of their residuals (row - centroids[i]) codes[i][sizes[i]][m].
+ */
+typedef struct vdb_ivf_lists {
+    size_t nlist;
+    const float *centroids;
+    const size_t *sizes;
+    const uint32_t *const *rows;
+    const uint8_t *const *codes;
+} vdb_ivf_lists;
+
+/*
+ * IVF-PQ search: for each query, the nprobe lists whose centroids are closest (the
+ * quantizer's metric: L2 distance, or IP -q.c), then ADC distances to every code in them
+ * (L2: tables of q - centroid per list; IP: one table of q plus -q.centroid per list), keeping
+ * the k best eligible rows (allow / deny as in vdb_flat_search; rows >= n_rows are skipped).
+ * q is the PQ quantizer of the residuals (kind VDB_QUANT_PQ). nlist >= 1 and nprobe >= 1
+ * (nprobe above nlist probes every list); a list of size 0 may have NULL rows / codes; a
+ * list holds at most UINT32_MAX rows. Lists are expected to be disjoint: a row stored in
+ * two probed lists may be returned twice. Under L2 a distance is the sum over j of the
+ * residual table (as vdb_quantizer_distances of q - centroid gives it); under IP that sum
+ * plus -q.centroid. Output, threads and errors as vdb_hnsw_search; stats: visited =
+ * non-empty lists scanned, distances = centroids + codes scored (with allow, only the
+ * eligible codes are scored).
+ */
+int vdb_ivfpq_search(int simd, const vdb_quantizer *q, const vdb_ivf_lists *lists,
+                     size_t n_rows, const float *queries, size_t nq, size_t k, size_t nprobe,
+                     const uint64_t *allow, const uint64_t *deny, int n_threads,
+                     int64_t *out_rows, float *out_dist, vdb_search_stats *stats);
+
 #endif /* VECDB_H */

@@ -430,3 +430,16 @@ def random_document(rng) -> Optional[str]:
         return None
     n = int(rng.integers(0, 9))
     return "".join(DOC_ALPHABET[int(i)] for i in rng.integers(0, len(DOC_ALPHABET), size=n))
+
+
+def assert_exact_distances(results, X: np.ndarray, Q: np.ndarray, metric: str,
+                           rtol: float = 1e-5, atol: float = 1e-4) -> None:
+    """Each hit's distance is the true (float64) distance from its query to X[id] (ids are
+    row numbers of X), up to float32 rounding: what a rescored (not ADC) distance must be."""
+    for q, res in zip(np.atleast_2d(Q), results):
+        ids = np.asarray(res.ids, dtype=np.int64)
+        if not len(ids):
+            continue
+        want = exact_distances(X[ids], q, metric)[0]
+        np.testing.assert_allclose(np.asarray(res.distances, dtype=np.float64), want,
+                                   rtol=rtol, atol=atol)

@@ -14,12 +14,13 @@ import os
 import random
 import signal
 import time
+import warnings
 
 import numpy as np
 import pytest
 
 import vecdb
-from conftest import Child
+from conftest import Child, exact_topk, recall_at_k
 from vecdb.errors import DatabaseLockedError
 
 DIM = 16
@@ -269,3 +270,120 @@ def test_sigkilled_writer_leaves_no_stale_lock(tmp_path):
         assert db.list_collections() == ["c"]
         db.get_collection("c").add(ids=[1], vectors=[[1, 2, 3, 4]])
     assert time.monotonic() - t0 < 2.0
+
+
+# -- SIGKILL during the training of quantized codes / IVF-PQ lists -------------------------------
+
+QDIM = 128
+QBATCH = 2000
+QBATCHES = 6                     # full batches added (and acknowledged) before the training one
+QLAST = 100                      # the small batch that crosses train_size and trains
+QTRAIN_AT = QBATCH * QBATCHES + QLAST
+
+
+def quant_batch(b):
+    """ids and vectors of batch b of the training-crash test (a 40-cluster Gaussian mixture);
+    batch QBATCHES is the short one that reaches train_size."""
+    centers = np.random.default_rng(31).standard_normal((40, QDIM), dtype=np.float32) * 3
+    size = QLAST if b == QBATCHES else QBATCH
+    rng = np.random.default_rng([37, b])
+    labels = rng.integers(0, 40, size=size)
+    vectors = centers[labels] + rng.standard_normal((size, QDIM), dtype=np.float32)
+    return list(range(b * QBATCH, b * QBATCH + size)), np.ascontiguousarray(vectors)
+
+
+def quant_collection(db, kind):
+    """The collection of the training-crash test: HNSW over PQ codes, or IVF-PQ."""
+    if kind == "pq":
+        return db.get_or_create_collection(
+            "q", dim=QDIM, metric="l2", index=vecdb.HNSW(m=8, ef_construction=40),
+            quantization=vecdb.PQ(m=32, train_size=QTRAIN_AT))
+    return db.get_or_create_collection(
+        "q", dim=QDIM, metric="l2", index=vecdb.IVFPQ(nlist=64, m=32, train_size=QTRAIN_AT))
+
+
+QUANT_TRAINER = ("import sys, time\nimport numpy as np\nimport vecdb\n"
+                 f"QDIM, QBATCH, QBATCHES, QLAST, QTRAIN_AT = "
+                 f"{QDIM}, {QBATCH}, {QBATCHES}, {QLAST}, {QTRAIN_AT}\n"
+                 + inspect.getsource(quant_batch) + inspect.getsource(quant_collection) + """
+path, kind = sys.argv[1], sys.argv[2]
+db = vecdb.open(path, durability="full", timeout=10)
+col = quant_collection(db, kind)
+print("ready", flush=True)
+for b in range(QBATCHES):
+    ids, vectors = quant_batch(b)
+    col.add(ids=ids, vectors=vectors)
+    print(b, flush=True)
+ids, vectors = quant_batch(QBATCHES)
+print("train", flush=True)
+t0 = time.monotonic()
+col.add(ids=ids, vectors=vectors)      # commits, then trains (codes / lists) in the add
+print("trained", round(time.monotonic() - t0, 3), flush=True)
+sys.stdin.read()
+""")
+
+
+@pytest.mark.parametrize("kind", ["pq", "ivfpq"])
+def test_sigkill_during_training_keeps_rows_and_retrains(tmp_path, kind):
+    path = tmp_path / "db"
+    child = Child(QUANT_TRAINER, str(path), kind)
+    acked = []
+    try:
+        assert child.line(timeout=60) == "ready"
+        while True:
+            line = child.line(timeout=120)
+            if line == "train":
+                break
+            acked.append(int(line))
+        time.sleep(0.1)  # the batch is committed within ms; training takes over half a second
+    finally:
+        rest = child.kill()
+    assert child.proc.returncode == -signal.SIGKILL, f"the writer died early:\n{child.stderr}"
+    assert acked == list(range(QBATCHES))
+    assert "trained" not in rest, f"training ended before the kill ({rest}); make it longer"
+    checkpoint = "codes.vdbq" if kind == "pq" else "ivfpq.vdbq"
+    assert not list(path.glob(f"collections/*/{checkpoint}")), \
+        "the training checkpoint exists: the kill came after training"
+
+    batches = [quant_batch(b) for b in range(QBATCHES + 1)]
+    X = np.vstack([v for _, v in batches])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # "the checkpoint is missing" is fair
+        db = vecdb.open(path, timeout=10)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)
+            col = quant_collection(db, kind)
+            n = col.count()
+        # every acknowledged row; the in-flight batch was committed before training began
+        assert n in (QBATCH * QBATCHES, QTRAIN_AT), n
+        assert n == QTRAIN_AT, "the training batch was not committed before the kill"
+        X = X[:n]
+        sample = list(range(0, n, 397)) + [n - 1]
+        got = col.get(ids=sample, include=["vector"])
+        assert [r.id for r in got] == sample
+        np.testing.assert_array_equal(np.stack([r.vector for r in got]), X[sample])
+        st = col.stats()["index"]
+        info = st["quantization"] if kind == "pq" else st
+        assert info["trained"], "the codes were not (re)trained at reopen"
+        assert info["trainings"] == 1
+        assert (info["encoded_rows"] if kind == "pq" else info["covered_rows"]) == n
+        assert list(path.glob(f"collections/*/{checkpoint}")), "retrained but not saved"
+        Q = np.random.default_rng(41).standard_normal((30, QDIM), dtype=np.float32) + \
+            X[np.random.default_rng(42).integers(0, n, 30)]
+        truth, _ = exact_topk(X, Q, 10, "l2")
+        results = col.query(Q, k=10, explain=True, rescore=40)  # PQ of 4-d pieces: coarse
+        assert results[0].explain["plan"] == ("hnsw" if kind == "pq" else "ivfpq")
+        assert results[0].explain["rescored"] > 0
+        assert recall_at_k(np.array([r.ids.tolist() for r in results]), truth) >= 0.95
+        for q, r in zip(Q, results):
+            true = ((X[r.ids.astype(np.int64)].astype(np.float64) - q) ** 2).sum(axis=1)
+            np.testing.assert_allclose(r.distances, true, rtol=1e-4, atol=1e-3)
+    finally:
+        db.close()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # the retrained checkpoint is used as is
+        with vecdb.open(path, readonly=True) as db:
+            col = db.get_collection("q")
+            st = col.stats()["index"]
+            assert (st["quantization"] if kind == "pq" else st)["trainings"] == 0

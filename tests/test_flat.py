@@ -263,3 +263,97 @@ def test_stats_count_every_row_examined(shape):
         assert stats == {"visited": 2 * eligible * nq, "distances": 2 * eligible * nq}
     with pytest.raises(InvalidArgumentError):
         search(X, Q, 5, "l2", shift, stats=())
+
+
+# -- rescore: exact distances of candidate rows (csrc/rescore.c) --------------------------------
+
+def flat_among(X, Q, cand, k, metric, shift, simd=None):
+    """The reference: per query, flat_search restricted (allow bitset) to its valid candidates."""
+    n = X.shape[0]
+    rows = np.full((Q.shape[0], k), -1, dtype=np.int64)
+    dist = np.full((Q.shape[0], k), np.inf, dtype=np.float32)
+    for i in range(Q.shape[0]):
+        c = cand[i]
+        mask = np.zeros(n, dtype=bool)
+        mask[c[(c >= 0) & (c < n)]] = True
+        r, d = search(X, Q[i: i + 1], k, metric, shift, allow=bits_from_mask(mask), simd=simd)
+        rows[i], dist[i] = r[0], d[0]
+    return rows, dist
+
+
+@pytest.mark.parametrize("simd", LEVELS)
+@pytest.mark.parametrize("kind", ("int", "gaussian"))
+@pytest.mark.parametrize("metric", METRICS)
+def test_rescore_equals_flat_search_among_candidates(simd, kind, metric):
+    # integer data: many exact ties, so the tie-break (smaller row) is checked too
+    X = random_vectors(2_000, 24, seed=3, kind=kind)
+    Q = random_vectors(12, 24, seed=4, kind=kind)
+    shift = 9  # 4 segments
+    rng = np.random.default_rng(5)
+    cand = np.ascontiguousarray(rng.integers(0, X.shape[0], size=(Q.shape[0], 150)),
+                                dtype=np.int64)
+    rows, dist = _native.rescore(segments_of(X, shift), shift, X.shape[0], Q, cand, 10, metric,
+                                 simd=simd)
+    ref_rows, ref_dist = flat_among(X, Q, cand, 10, metric, shift, simd=simd)
+    np.testing.assert_array_equal(rows, ref_rows)
+    np.testing.assert_array_equal(dist, ref_dist)  # bit-equal: same kernels and finishing
+
+
+def test_rescore_skips_duplicates_negative_and_out_of_range():
+    X = random_vectors(500, 16, seed=6)
+    Q = random_vectors(5, 16, seed=7)
+    n = X.shape[0]
+    rng = np.random.default_rng(8)
+    clean = np.stack([rng.choice(n, size=30, replace=False) for _ in range(Q.shape[0])])
+    noise = np.stack([np.concatenate([c, c[:10], [-1, -5, n, n + 7, 2**62]]) for c in clean])
+    noise = np.ascontiguousarray(rng.permuted(noise, axis=1), dtype=np.int64)
+    clean = np.ascontiguousarray(clean, dtype=np.int64)
+    for k in (10, 30, 45):  # 45 > the 30 distinct valid candidates: padded
+        a = _native.rescore([X], 10, n, Q, clean, k, "l2")
+        b = _native.rescore([X], 10, n, Q, noise, k, "l2")
+        np.testing.assert_array_equal(a[0], b[0])
+        np.testing.assert_array_equal(a[1], b[1])
+        assert all(len(set(r[r >= 0].tolist())) == (r >= 0).sum() for r in b[0])  # distinct
+        if k == 45:
+            assert np.all(b[0][:, 30:] == -1) and np.all(np.isinf(b[1][:, 30:]))
+            assert np.all(b[0][:, :30] >= 0)
+
+
+def test_rescore_only_visible_rows_and_empty_candidates():
+    X = random_vectors(300, 8, seed=9)
+    Q = random_vectors(3, 8, seed=10)
+    cand = np.ascontiguousarray(np.tile(np.arange(300, dtype=np.int64), (3, 1)))
+    rows, dist = _native.rescore([X], 10, 100, Q, cand, 5, "ip")  # rows >= 100 not visible
+    ref = search(X[:100], Q, 5, "ip", 10)
+    np.testing.assert_array_equal(rows, ref[0])
+    np.testing.assert_array_equal(dist, ref[1])
+    none = np.empty((3, 0), dtype=np.int64)
+    rows, dist = _native.rescore([X], 10, 300, Q, none, 4, "l2")
+    assert np.all(rows == -1) and np.all(np.isinf(dist))
+    rows, dist = _native.rescore([X], 10, 300, Q, cand, 0, "l2")
+    assert rows.shape == (3, 0)
+
+
+def test_rescore_does_not_depend_on_threads():
+    X = random_vectors(5_000, 64, seed=11)
+    Q = random_vectors(64, 64, seed=12)
+    rng = np.random.default_rng(13)
+    cand = np.ascontiguousarray(rng.integers(-10, 5_010, size=(64, 400)), dtype=np.int64)
+    one = _native.rescore([X], 13, 5_000, Q, cand, 20, "cosine", n_threads=1)
+    many = _native.rescore([X], 13, 5_000, Q, cand, 20, "cosine", n_threads=3)
+    np.testing.assert_array_equal(one[0], many[0])
+    np.testing.assert_array_equal(one[1], many[1])
+
+
+def test_rescore_bad_arguments():
+    X = random_vectors(50, 4, seed=14)
+    Q = random_vectors(2, 4, seed=15)
+    cand = np.zeros((2, 3), dtype=np.int64)
+    with pytest.raises(InvalidArgumentError, match="metric"):
+        _native.rescore([X], 10, 50, Q, cand, 1, "hamming")
+    with pytest.raises(InvalidArgumentError, match="cand"):
+        _native.rescore([X], 10, 50, Q, cand[:1], 1, "l2")
+    with pytest.raises(InvalidArgumentError, match="cand"):
+        _native.rescore([X], 10, 50, Q, cand.astype(np.int32), 1, "l2")
+    with pytest.raises(InvalidArgumentError):
+        _native.rescore([X], 10, 50, Q[:, :3].copy(), cand, 1, "l2")  # dim mismatch

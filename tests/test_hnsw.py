@@ -492,3 +492,153 @@ def test_argument_errors(data):
     with pytest.raises(InvalidArgumentError):
         g.serialize_into(bytearray(g.serialized_size() + 8))
     assert g.memory_bytes > 0
+
+
+# -- search on codes (vdb_hnsw_search_codes): the same traversal, ADC distances ----------------
+
+@pytest.fixture(scope="module")
+def sq8(data):
+    X = data[0]
+    q = _native.Quantizer("sq8", "l2", X.shape[1], _native.sq8_train(X))
+    return q, q.encode(X)
+
+
+@pytest.fixture(scope="module")
+def pq(data):
+    X = data[0]
+    params = _native.pq_train(X[::2].copy(), 16, iters=8, seed=1)
+    q = _native.Quantizer("pq", "l2", X.shape[1], params, m=16)
+    return q, q.encode(X)
+
+
+def two_stage(g, X, Q, quant, codes, k, n_cand, ef, **kw):
+    """search_codes for n_cand candidates, then the exact top-k of them (rescore)."""
+    n = X.shape[0]
+    cand, _ = g.search_codes(quant, (codes,), SHIFT, n, Q, n_cand, ef, **kw)
+    return _native.rescore((X,), SHIFT, n, Q, cand, k, quant.metric)
+
+
+@pytest.mark.parametrize("kind, n_cand, ef", [("sq8", 20, 64), ("pq", 100, 128)])
+def test_codes_recall_after_rescore(data, graph_l2, sq8, pq, kind, n_cand, ef):
+    X, Q = data
+    quant, codes = sq8 if kind == "sq8" else pq
+    truth, tdist = exact_topk(X, Q, 10, "l2")
+    rows, dist = two_stage(graph_l2, X, Q, quant, codes, 10, n_cand, ef)
+    assert recall_at_k(rows, truth) >= 0.95
+    frows, fdist = _native.flat_search([X], SHIFT, X.shape[0], Q, 10, "l2")
+    same = rows == frows
+    assert np.array_equal(dist[same], fdist[same])  # rescored: exact distances
+
+
+@pytest.mark.parametrize("kind", ["sq8", "pq"])
+def test_codes_distances_are_the_quantizers(data, graph_l2, sq8, pq, kind):
+    X, Q = data
+    quant, codes = sq8 if kind == "sq8" else pq
+    rows, dist = graph_l2.search_codes(quant, (codes,), SHIFT, X.shape[0], Q, 10, 64)
+    assert (rows >= 0).all() and np.all(np.diff(dist, axis=1) >= 0)
+    for i in range(Q.shape[0]):
+        assert np.array_equal(dist[i], quant.distances(Q[i], codes[rows[i]]))
+        assert len(set(rows[i].tolist())) == 10
+
+
+def test_codes_search_follows_the_float_search_on_decoded_rows(data, graph_l2, pq):
+    """The same traversal: searching PQ codes gives what a float search over the decoded rows
+    gives through the same graph (ADC equals the decoded distance up to rounding)."""
+    X, Q = data
+    quant, codes = pq
+    decoded = quant.decode(codes)
+    a, da = graph_l2.search_codes(quant, (codes,), SHIFT, X.shape[0], Q, 10, 64)
+    b, db = graph_l2.search((decoded,), SHIFT, X.shape[0], Q, 10, 64)
+    assert (a == b).mean() >= 0.97
+    np.testing.assert_allclose(da, db, rtol=1e-4, atol=1e-3 * float(np.abs(db).max()))
+
+
+@pytest.mark.parametrize("share", [0.01, 0.1, 0.7])  # route all / two-hop / route all
+def test_codes_allow_and_deny(data, graph_l2, sq8, share):
+    X, Q = data
+    quant, codes = sq8
+    n = X.shape[0]
+    rng = np.random.default_rng(int(share * 100))
+    allowed = rng.random(n) < share
+    denied = rng.random(n) < 0.2
+    stats = {}
+    cand, _ = graph_l2.search_codes(quant, (codes,), SHIFT, n, Q, 30, 128,
+                                    allow=bits_from_mask(allowed), deny=bits_from_mask(denied),
+                                    stats=stats)
+    found = cand[cand >= 0]
+    assert found.size > 0 and allowed[found].all() and not denied[found].any()
+    assert stats["visited"] > 0 and stats["distances"] > 0
+    rows, _ = _native.rescore((X,), SHIFT, n, Q, cand, 10, "l2")
+    truth, _ = exact_topk(X, Q, 10, "l2", mask=allowed & ~denied)
+    assert recall_at_k(rows, truth) >= 0.9
+    nothing = bits_from_mask(np.zeros(n, bool))
+    rows, dist = graph_l2.search_codes(quant, (codes,), SHIFT, n, Q[:3], 5, 16, allow=nothing)
+    assert (rows == -1).all() and np.isinf(dist).all()
+
+
+@pytest.mark.parametrize("filtered", [False, True])
+def test_codes_results_do_not_depend_on_threads(data, graph_l2, pq, filtered):
+    X, Q = data
+    quant, codes = pq
+    n = X.shape[0]
+    kw = {"allow": bits_from_mask(np.random.default_rng(5).random(n) < 0.1)} if filtered else {}
+    one, many = {}, {}
+    a = graph_l2.search_codes(quant, (codes,), SHIFT, n, Q, 10, 64, n_threads=1, stats=one, **kw)
+    b = graph_l2.search_codes(quant, (codes,), SHIFT, n, Q, 10, 64, n_threads=3, stats=many,
+                              **kw)
+    assert np.array_equal(a[0], b[0]) and np.array_equal(a[1], b[1])
+    assert one == many
+
+
+def test_codes_segments_prefix_and_levels(data, graph_l2, sq8):
+    X, Q = data
+    quant, codes = sq8
+    n = X.shape[0]
+    whole = graph_l2.search_codes(quant, (codes,), SHIFT, n, Q, 10, 64)
+    shift = 10
+    segs = [codes[i: i + (1 << shift)] for i in range(0, n, 1 << shift)]
+    np.testing.assert_array_equal(graph_l2.search_codes(quant, segs, shift, n, Q, 10, 64)[0],
+                                  whole[0])
+    part, _ = graph_l2.search_codes(quant, (codes,), SHIFT, 4000, Q, 10, 64)
+    assert (part >= 0).all() and (part < 4000).all()
+    for simd in _native.simd_supported():  # SQ8 ADC is exact integer arithmetic on every level
+        r, d = graph_l2.search_codes(quant, (codes,), SHIFT, n, Q, 10, 64, simd=simd)
+        np.testing.assert_array_equal(r, whole[0])
+        np.testing.assert_array_equal(d, whole[1])
+
+
+def test_codes_ip_and_cosine_graphs(data):
+    X, Q = data[0][:3000], data[1][:30]
+    for metric in ("ip", "cosine"):
+        g = build(X, metric, efc=64)
+        quant = _native.Quantizer("sq8", metric, X.shape[1], _native.sq8_train(X))
+        codes = quant.encode(X)
+        rows, dist = two_stage(g, X, Q, quant, codes, 10, 30, 64)
+        truth, _ = exact_topk(X, Q, 10, metric)
+        assert recall_at_k(rows, truth) >= 0.95
+    # the quantizer's metric may differ from the graph's: over unit vectors L2 codes order
+    # rows as cosine does, so a cosine graph traverses with L2 codes
+    U, V = normalized(X), normalized(Q)
+    g = build(U, "cosine", efc=64)
+    quant = _native.Quantizer("sq8", "l2", U.shape[1], _native.sq8_train(U))
+    cand, _ = g.search_codes(quant, (quant.encode(U),), SHIFT, U.shape[0], V, 30, 64)
+    rows, _ = _native.rescore((U,), SHIFT, U.shape[0], V, cand, 10, "cosine")
+    assert recall_at_k(rows, exact_topk(U, V, 10, "cosine")[0]) >= 0.95
+
+
+def test_codes_argument_errors(data, graph_l2, sq8, pq):
+    X, Q = data
+    quant, codes = sq8
+    n = X.shape[0]
+    with pytest.raises(InvalidArgumentError):  # codes of another quantizer (code size)
+        graph_l2.search_codes(quant, (pq[1],), SHIFT, n, Q, 10, 64)
+    with pytest.raises(InvalidArgumentError):
+        graph_l2.search_codes(quant, (codes[:100],), SHIFT, n, Q, 10, 64)
+    with pytest.raises(InvalidArgumentError):
+        graph_l2.search_codes(quant, (codes,), SHIFT, n, Q[:, :32].copy(), 10, 64)
+    small = _native.Quantizer("sq8", "l2", 32, _native.sq8_train(X[:, :32].copy()))
+    with pytest.raises(InvalidArgumentError):  # dim
+        graph_l2.search_codes(small, (small.encode(X[:, :32].copy()),), SHIFT, n, Q, 10, 64)
+    empty = _native.Hnsw.new(X.shape[1], "l2", m=8, ef_construction=10)
+    rows, dist = empty.search_codes(quant, (), SHIFT, 0, Q[:2], 3, 10)
+    assert (rows == -1).all() and np.isinf(dist).all()

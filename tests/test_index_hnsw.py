@@ -75,7 +75,7 @@ def test_reopen_gives_identical_results_without_rebuild(db_path, graph_always):
         warnings.simplefilter("error")  # a rebuild would warn
         with vecdb.open(db_path) as db:
             col = db.get_collection("c")
-            assert col._rows.graph.wait_verified(30)
+            assert col._rows.index.wait_verified(30)
             assert _ids(col.query(Q, k=10)) == before
             assert col.stats()["index"]["rebuilds"] == 0
 
@@ -158,7 +158,7 @@ def test_corrupt_checkpoint_is_detected_and_rebuilt(db_path, graph_always, where
         with pytest.warns(RuntimeWarning, match="rebuilding"):
             col = db.get_collection("c")
             if where == "body":
-                assert not col._rows.graph.wait_verified(30)
+                assert not col._rows.index.wait_verified(30)
                 col.query(Q[0], k=10)
         assert col.stats()["index"]["rebuilds"] == 1
         recall_after = recall_at_k(np.array(_ids(col.query(Q, k=10))), truth)
@@ -167,7 +167,7 @@ def test_corrupt_checkpoint_is_detected_and_rebuilt(db_path, graph_always, where
         warnings.simplefilter("error")
         with vecdb.open(db_path) as db:  # the rebuilt checkpoint was written and is fine
             col = db.get_collection("c")
-            assert col._rows.graph.wait_verified(30)
+            assert col._rows.index.wait_verified(30)
             assert col.stats()["index"]["rebuilds"] == 0
 
 

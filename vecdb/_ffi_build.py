@@ -1,7 +1,8 @@
 """cffi build script: compiles csrc/*.c into the extension module ``vecdb._core``.
 
 Run by setuptools through ``cffi_modules=["vecdb/_ffi_build.py:ffibuilder"]`` in setup.py (the
-working directory is then the project root), or directly: ``python vecdb/_ffi_build.py``.
+working directory is then the project root), or directly: ``python vecdb/_ffi_build.py``
+(runs ``python setup.py build_ext --inplace``).
 
 ``CDEF`` is written by hand (the pynacl way) and must declare exactly what ``csrc/vecdb.h``
 declares; tests/test_native.py compares the two. cffi also checks every ``#define`` value
@@ -90,6 +91,68 @@ int vdb_hnsw_verify(const void *buf, size_t size);
 
 int vdb_hnsw_image_info(const void *buf, size_t size, size_t *dim, int *metric,
                         vdb_hnsw_params *params, size_t *n_nodes);
+int vdb_kmeans(int simd, const float *x, size_t n, size_t dim, size_t k, unsigned iters,
+               uint64_t seed, int n_threads, float *centroids, float *inertia);
+
+int vdb_kmeans_assign(int simd, const float *centroids, size_t k, size_t dim, const float *x,
+                      size_t n, int n_threads, uint32_t *assign, float *dist);
+
+#define VDB_QUANT_SQ8 1
+#define VDB_QUANT_PQ 2
+
+typedef struct vdb_quantizer {
+    int kind;
+    int metric;
+    size_t dim;
+    size_t m;
+    const float *params;
+} vdb_quantizer;
+
+int vdb_quantizer_code_size(const vdb_quantizer *q, size_t *size);
+
+int vdb_sq8_train(const float *x, size_t n, size_t dim, float *params);
+
+int vdb_pq_train(int simd, const float *x, size_t n, size_t dim, size_t m, unsigned iters,
+                 uint64_t seed, int n_threads, float *params);
+
+int vdb_quantizer_encode(int simd, const vdb_quantizer *q, const float *x, size_t n,
+                         int n_threads, uint8_t *codes, float *errors);
+
+int vdb_quantizer_decode(const vdb_quantizer *q, const uint8_t *codes, size_t n, float *out);
+
+int vdb_quantizer_distances(int simd, const vdb_quantizer *q, const float *query,
+                            const uint8_t *codes, size_t n, float *out);
+
+typedef struct vdb_code_rows {
+    const uint8_t *const *segments;
+    size_t n_segments;
+    unsigned segment_shift;
+    size_t n_rows;
+    size_t code_size;
+} vdb_code_rows;
+
+int vdb_hnsw_search_codes(const vdb_hnsw *graph, int simd, const vdb_quantizer *q,
+                          const vdb_code_rows *codes, const float *queries, size_t nq,
+                          size_t k, size_t ef, const uint64_t *allow, const uint64_t *deny,
+                          int n_threads, int64_t *out_rows, float *out_dist,
+                          vdb_search_stats *stats);
+
+int vdb_rescore(int simd, int metric, const vdb_rows *rows, const float *queries, size_t nq,
+                const int64_t *cand, size_t n_cand, size_t k, int n_threads,
+                int64_t *out_rows, float *out_dist);
+
+typedef struct vdb_ivf_lists {
+    size_t nlist;
+    const float *centroids;
+    const size_t *sizes;
+    const uint32_t *const *rows;
+    const uint8_t *const *codes;
+} vdb_ivf_lists;
+
+int vdb_ivfpq_search(int simd, const vdb_quantizer *q, const vdb_ivf_lists *lists,
+                     size_t n_rows, const float *queries, size_t nq, size_t k, size_t nprobe,
+                     const uint64_t *allow, const uint64_t *deny, int n_threads,
+                     int64_t *out_rows, float *out_dist, vdb_search_stats *stats);
 """
 
 _ROOT = Path(__file__).resolve().parent.parent
@@ -132,6 +195,9 @@ ffibuilder.set_source(
     libraries=["m"] if sys.platform != "win32" else [],
 )
 
-if __name__ == "__main__":
-    os.chdir(_ROOT)
-    ffibuilder.compile(tmpdir=str(_ROOT / "build"), verbose=True)
+if __name__ == "__main__":  # the in-place build of a checkout (cffi compiles from build/,
+    # where this module's relative source paths do not resolve: let setuptools drive it)
+    import subprocess
+
+    sys.exit(subprocess.call([sys.executable, "setup.py", "build_ext", "--inplace"],
+                             cwd=_ROOT))

@@ -469,6 +469,43 @@ class Hnsw:
             _add_stats(stats, counts)
         return out_rows, out_dist
 
+    def search_codes(self, quantizer: "Quantizer", code_segments: Sequence[np.ndarray],
+                     code_shift: int, n_rows: int, queries: np.ndarray, k: int, ef: int, *,
+                     allow: Optional[np.ndarray] = None, deny: Optional[np.ndarray] = None,
+                     n_threads: int = 0, stats: Optional[dict] = None,
+                     simd: Optional[str] = None) -> Tuple[np.ndarray, np.ndarray]:
+        """``search`` with every distance read from code rows (ADC of ``quantizer``) instead
+        of float rows: row r's code is ``code_segments[r >> code_shift][r & mask]`` (uint8
+        [rows, code_size] arrays). Distances are ADC distances: rescore with ``rescore``."""
+        ptr = self._graph()
+        level = _simd_level(simd)
+        if not isinstance(quantizer, Quantizer):
+            raise InvalidArgumentError(
+                f"quantizer: expected a Quantizer, got {type(quantizer).__name__}")
+        _float_matrix(queries, "queries")
+        nq, dim = queries.shape
+        if dim != self._dim:
+            raise InvalidArgumentError(f"queries: dim {dim} does not match the graph's {self._dim}")
+        k = _count(k, "k")
+        ef = _count(ef, "ef")
+        n_threads = _count(n_threads, "n_threads", 0, 2**31 - 1)
+        codes = _code_rows(code_segments, code_shift, n_rows, quantizer.code_size)
+        allow_p = _bitset(allow, "allow", n_rows)
+        deny_p = _bitset(deny, "deny", n_rows)
+        counts = _stats(stats)
+        out_rows = np.empty((nq, k), dtype=np.int64)
+        out_dist = np.empty((nq, k), dtype=np.float32)
+        rc = lib.vdb_hnsw_search_codes(
+            ptr, level, quantizer.ptr, codes.ptr, ffi.from_buffer("float[]", queries), nq, k,
+            ef, allow_p, deny_p, n_threads,
+            ffi.from_buffer("int64_t[]", out_rows, require_writable=True),
+            ffi.from_buffer("float[]", out_dist, require_writable=True), counts)
+        if rc:
+            _check(rc, "Hnsw.search_codes")
+        if stats is not None:
+            _add_stats(stats, counts)
+        return out_rows, out_dist
+
     def _info(self):
         n = ffi.new("size_t[2]")
         _check(lib.vdb_hnsw_info(self._graph(), n, n + 1), "Hnsw.info")
@@ -560,5 +597,337 @@ def hnsw_verify(buffer) -> bool:
     return True
 
 
+# -- training and quantization (csrc/kmeans.c, sq.c, pq.c, quant.c, rescore.c, ivf.c) ---------
+
+QUANT_KINDS: Dict[str, int] = {"sq8": lib.VDB_QUANT_SQ8, "pq": lib.VDB_QUANT_PQ}
+_U8 = np.dtype(np.uint8)
+_U32 = np.dtype(np.uint32)
+
+
+def _uint8_matrix(a: object, name: str, columns: int) -> np.ndarray:
+    if not isinstance(a, np.ndarray) or a.dtype != _U8 or a.ndim != 2 \
+            or not a.flags.c_contiguous or a.shape[1] != columns:
+        raise InvalidArgumentError(
+            f"{name}: expected a 2-D C-contiguous uint8 array of {columns} columns, "
+            f"got {_describe(a)}")
+    return a
+
+
+def _out(shape, dtype):
+    """(numpy array, writable ffi buffer) of a fresh output array."""
+    a = np.empty(shape, dtype=dtype)
+    ctype = {np.dtype(np.float32): "float[]", np.dtype(np.int64): "int64_t[]",
+             _U32: "uint32_t[]", _U8: "uint8_t[]"}[np.dtype(dtype)]
+    return a, ffi.from_buffer(ctype, a, require_writable=True)
+
+
+def kmeans(x: np.ndarray, k: int, *, iters: int = 25, seed: int = 0, n_threads: int = 0,
+           simd: Optional[str] = None) -> Tuple[np.ndarray, float]:
+    """(centroids float32 [k, dim], mean squared distance to the nearest centroid) of k-means
+    over the rows of ``x`` (float32 [n, dim], 1 <= k <= n), deterministic under ``seed``.
+
+        >>> X = np.array([[0, 0], [0, 1], [10, 10], [10, 11]], dtype=np.float32)
+        >>> c, _ = kmeans(X, 2, seed=1)
+        >>> sorted(c[:, 0].tolist())
+        [0.0, 10.0]
+    """
+    level = _simd_level(simd)
+    _float_matrix(x, "x")
+    n, dim = x.shape
+    k = _count(k, "k", 1, max(n, 1))
+    iters = _count(iters, "iters", 0, 1 << 20)
+    seed = _count(seed, "seed", 0, 2**64 - 1)
+    n_threads = _count(n_threads, "n_threads", 0, 2**31 - 1)
+    centroids, cbuf = _out((k, dim), np.float32)
+    inertia = ffi.new("float *")
+    rc = lib.vdb_kmeans(level, ffi.from_buffer("float[]", x), n, dim, k, iters, seed,
+                        n_threads, cbuf, inertia)
+    if rc:
+        _check(rc, "kmeans")
+    return centroids, float(inertia[0])
+
+
+def kmeans_assign(centroids: np.ndarray, x: np.ndarray, *, n_threads: int = 0,
+                  simd: Optional[str] = None) -> Tuple[np.ndarray, np.ndarray]:
+    """(nearest centroid uint32 [n], its squared L2 distance float32 [n]) of each row of x."""
+    level = _simd_level(simd)
+    _float_matrix(centroids, "centroids")
+    _float_matrix(x, "x")
+    k, dim = centroids.shape
+    if k == 0 or dim == 0:
+        raise InvalidArgumentError(f"centroids: expected at least one centroid of dim >= 1, "
+                                   f"got shape {centroids.shape}")
+    if x.shape[1] != dim:
+        raise InvalidArgumentError(f"x: dim {x.shape[1]} does not match the centroids' {dim}")
+    n_threads = _count(n_threads, "n_threads", 0, 2**31 - 1)
+    n = x.shape[0]
+    assign, abuf = _out(n, np.uint32)
+    dist, dbuf = _out(n, np.float32)
+    rc = lib.vdb_kmeans_assign(level, ffi.from_buffer("float[]", centroids), k, dim,
+                               ffi.from_buffer("float[]", x), n, n_threads, abuf, dbuf)
+    if rc:
+        _check(rc, "kmeans_assign")
+    return assign, dist
+
+
+def sq8_train(x: np.ndarray) -> np.ndarray:
+    """SQ8 parameters (float32 [2 * dim]: per-dimension min, then step) of the rows of x."""
+    _float_matrix(x, "x")
+    n, dim = x.shape
+    if n == 0 or dim == 0:
+        raise InvalidArgumentError(f"x: expected at least one row and one column, got {x.shape}")
+    params, pbuf = _out(2 * dim, np.float32)
+    _check(lib.vdb_sq8_train(ffi.from_buffer("float[]", x), n, dim, pbuf), "sq8_train")
+    return params
+
+
+def pq_train(x: np.ndarray, m: int, *, iters: int = 25, seed: int = 0, n_threads: int = 0,
+             simd: Optional[str] = None) -> np.ndarray:
+    """PQ codebooks (float32 [m * 256 * dim / m]) of the rows of x (n >= 256, m | dim)."""
+    level = _simd_level(simd)
+    _float_matrix(x, "x")
+    n, dim = x.shape
+    m = _count(m, "m", 1, max(dim, 1))
+    if dim % m:
+        raise InvalidArgumentError(f"m: {m} does not divide dim {dim}")
+    if n < 256:
+        raise InvalidArgumentError(f"x: PQ training needs at least 256 rows, got {n}")
+    iters = _count(iters, "iters", 0, 1 << 20)
+    seed = _count(seed, "seed", 0, 2**64 - 1)
+    n_threads = _count(n_threads, "n_threads", 0, 2**31 - 1)
+    params, pbuf = _out(256 * dim, np.float32)
+    rc = lib.vdb_pq_train(level, ffi.from_buffer("float[]", x), n, dim, m, iters, seed,
+                          n_threads, pbuf)
+    if rc:
+        _check(rc, "pq_train")
+    return params
+
+
+class Quantizer:
+    """A trained SQ8 or PQ quantizer (``vdb_quantizer``): encodes float32 rows into code
+    rows and scores code rows against queries (ADC). ``params`` come from ``sq8_train`` /
+    ``pq_train``; the object keeps them alive.
+
+        >>> X = np.random.default_rng(0).random((50, 4), dtype=np.float32)
+        >>> q = Quantizer("sq8", "ip", 4, sq8_train(X))
+        >>> q.encode(X).shape
+        (50, 4)
+    """
+
+    __slots__ = ("kind", "metric", "dim", "m", "params", "code_size", "ptr", "_pbuf")
+
+    def __init__(self, kind: str, metric: str, dim: int, params: np.ndarray,
+                 m: int = 0) -> None:
+        if kind not in QUANT_KINDS:
+            raise InvalidArgumentError(f"kind: expected one of {', '.join(QUANT_KINDS)}, "
+                                       f"got {kind!r}")
+        mt = _metric(metric)
+        dim = _count(dim, "dim", 1)
+        m = _count(m, "m", 0, dim)
+        if kind == "pq" and metric == "cosine":
+            raise InvalidArgumentError("metric: PQ supports 'l2' and 'ip' only (a cosine "
+                                       "collection stores unit vectors and uses 'ip')")
+        if kind == "pq" and (m < 1 or dim % m):
+            raise InvalidArgumentError(f"m: expected a divisor of dim {dim}, got {m}")
+        expect = 2 * dim if kind == "sq8" else 256 * dim
+        if not isinstance(params, np.ndarray) or params.dtype != _F32 or params.ndim != 1 \
+                or not params.flags.c_contiguous or params.shape[0] != expect:
+            raise InvalidArgumentError(f"params: expected a 1-D C-contiguous float32 array of "
+                                       f"{expect} values, got {_describe(params)}")
+        self.kind, self.metric, self.dim, self.m, self.params = kind, metric, dim, m, params
+        self._pbuf = ffi.from_buffer("float[]", params)
+        self.ptr = ffi.new("vdb_quantizer *", (QUANT_KINDS[kind], mt, dim, m, self._pbuf))
+        size = ffi.new("size_t *")
+        _check(lib.vdb_quantizer_code_size(self.ptr, size), "Quantizer")
+        self.code_size = int(size[0])
+
+    def __repr__(self) -> str:
+        m = f", m={self.m}" if self.kind == "pq" else ""
+        return f"Quantizer({self.kind!r}, {self.metric!r}, dim={self.dim}{m})"
+
+    def encode(self, x: np.ndarray, *, n_threads: int = 0, simd: Optional[str] = None,
+               errors: bool = False):
+        """Code rows (uint8 [n, code_size]) of the rows of x; with errors=True also each
+        row's squared L2 distance to its decoded code (float32 [n])."""
+        level = _simd_level(simd)
+        _float_matrix(x, "x")
+        if x.shape[1] != self.dim:
+            raise InvalidArgumentError(f"x: dim {x.shape[1]} does not match the quantizer's "
+                                       f"{self.dim}")
+        n_threads = _count(n_threads, "n_threads", 0, 2**31 - 1)
+        n = x.shape[0]
+        codes, cbuf = _out((n, self.code_size), np.uint8)
+        err, ebuf = _out(n, np.float32) if errors else (None, ffi.NULL)
+        rc = lib.vdb_quantizer_encode(level, self.ptr, ffi.from_buffer("float[]", x), n,
+                                      n_threads, cbuf, ebuf)
+        if rc:
+            _check(rc, "Quantizer.encode")
+        return (codes, err) if errors else codes
+
+    def decode(self, codes: np.ndarray) -> np.ndarray:
+        """The float32 rows [n, dim] the code rows stand for."""
+        _uint8_matrix(codes, "codes", self.code_size)
+        n = codes.shape[0]
+        out, obuf = _out((n, self.dim), np.float32)
+        _check(lib.vdb_quantizer_decode(self.ptr, ffi.from_buffer("uint8_t[]", codes), n, obuf),
+               "Quantizer.decode")
+        return out
+
+    def distances(self, query: np.ndarray, codes: np.ndarray, *,
+                  simd: Optional[str] = None) -> np.ndarray:
+        """ADC distances (float32 [n]) from query (float32 [dim]) to each code row."""
+        level = _simd_level(simd)
+        if not isinstance(query, np.ndarray) or query.dtype != _F32 or query.ndim != 1 \
+                or not query.flags.c_contiguous or query.shape[0] != self.dim:
+            raise InvalidArgumentError(f"query: expected a 1-D C-contiguous float32 array of "
+                                       f"{self.dim} values, got {_describe(query)}")
+        _uint8_matrix(codes, "codes", self.code_size)
+        n = codes.shape[0]
+        out, obuf = _out(n, np.float32)
+        rc = lib.vdb_quantizer_distances(level, self.ptr, ffi.from_buffer("float[]", query),
+                                         ffi.from_buffer("uint8_t[]", codes), n, obuf)
+        if rc:
+            _check(rc, "Quantizer.distances")
+        return out
+
+
+class _CodeRows:
+    """A ``vdb_code_rows *`` with everything it points to."""
+
+    __slots__ = ("ptr", "_array", "_segments")
+
+    def __init__(self, ptr, array, segments) -> None:
+        self.ptr = ptr
+        self._array = array
+        self._segments = segments
+
+
+def _code_rows(segments: Sequence[np.ndarray], shift: int, n_rows: int,
+               code_size: int) -> _CodeRows:
+    n_rows = _count(n_rows, "n_rows", 0, 2**32 - 2)
+    shift = _count(shift, "code_shift", 0, 31)
+    needed = ((n_rows - 1) >> shift) + 1 if n_rows else 0
+    if len(segments) < needed:
+        raise InvalidArgumentError(
+            f"code_segments: {len(segments)} given, {needed} needed for {n_rows} rows")
+    ptrs = []
+    for i in range(needed):
+        seg = _uint8_matrix(segments[i], f"code_segments[{i}]", code_size)
+        visible = min(n_rows - (i << shift), 1 << shift)
+        if seg.shape[0] < visible:
+            raise InvalidArgumentError(
+                f"code_segments[{i}]: holds {seg.shape[0]} rows, {visible} visible rows expected")
+        ptrs.append(ffi.from_buffer("uint8_t[]", seg))
+    array = ffi.new("const uint8_t *[]", ptrs) if ptrs else ffi.NULL
+    ptr = ffi.new("vdb_code_rows *", (array, needed, shift, n_rows, code_size))
+    return _CodeRows(ptr, array, ptrs)
+
+
+def rescore(segments: Sequence[np.ndarray], segment_shift: int, n_rows: int,
+            queries: np.ndarray, cand: np.ndarray, k: int, metric: str, *, n_threads: int = 0,
+            simd: Optional[str] = None) -> Tuple[np.ndarray, np.ndarray]:
+    """Exact top-k of each query among its candidate rows ``cand`` (int64 [nq, c]; -1 and
+    rows >= n_rows are skipped): (rows int64 [nq, k], distances float32 [nq, k]) with the
+    distances flat_search computes."""
+    level = _simd_level(simd)
+    mt = _metric(metric)
+    _float_matrix(queries, "queries")
+    nq, dim = queries.shape
+    if not isinstance(cand, np.ndarray) or cand.dtype != np.int64 or cand.ndim != 2 \
+            or not cand.flags.c_contiguous or cand.shape[0] != nq:
+        raise InvalidArgumentError(f"cand: expected a C-contiguous int64 array of {nq} rows, "
+                                   f"got {_describe(cand)}")
+    k = _count(k, "k")
+    n_threads = _count(n_threads, "n_threads", 0, 2**31 - 1)
+    rows = _rows(segments, _count(segment_shift, "segment_shift", 0, 63),
+                 _count(n_rows, "n_rows", 0, 2**63 - 1), dim, "queries")
+    out_rows, rbuf = _out((nq, k), np.int64)
+    out_dist, dbuf = _out((nq, k), np.float32)
+    rc = lib.vdb_rescore(level, mt, rows.ptr, ffi.from_buffer("float[]", queries), nq,
+                         ffi.from_buffer("int64_t[]", cand), cand.shape[1], k, n_threads,
+                         rbuf, dbuf)
+    if rc:
+        _check(rc, "rescore")
+    return out_rows, out_dist
+
+
+class IvfLists:
+    """A snapshot of the inverted lists of an IVF-PQ index (``vdb_ivf_lists``): coarse
+    centroids (float32 [nlist, dim]) and, per list i, the first ``sizes[i]`` entries of its
+    row numbers (uint32 [>= sizes[i]]) and of the PQ codes of the rows' residuals (uint8
+    [>= sizes[i], code_size]). Arrays may have spare capacity past their size, which a
+    writer may fill while searches run on the snapshot. Build one per change and share it
+    between queries; it keeps every array alive."""
+
+    __slots__ = ("ptr", "nlist", "dim", "_keep")
+
+    def __init__(self, centroids: np.ndarray, rows: Sequence[np.ndarray],
+                 codes: Sequence[np.ndarray], sizes: Sequence[int], code_size: int) -> None:
+        _float_matrix(centroids, "centroids")
+        nlist, self.dim = centroids.shape
+        if not len(rows) == len(codes) == len(sizes) == nlist:
+            raise InvalidArgumentError(f"rows, codes, sizes: expected {nlist} lists each, got "
+                                       f"{len(rows)}, {len(codes)} and {len(sizes)}")
+        size_arr = np.array(sizes, dtype=np.uintp).reshape(nlist)
+        row_ptrs, code_ptrs = [], []
+        for i in range(nlist):
+            r, c, n = rows[i], codes[i], int(size_arr[i])
+            if not isinstance(r, np.ndarray) or r.dtype != _U32 or r.ndim != 1 \
+                    or not r.flags.c_contiguous or r.shape[0] < n:
+                raise InvalidArgumentError(f"rows[{i}]: expected a 1-D C-contiguous uint32 "
+                                           f"array of at least {n} entries, got {_describe(r)}")
+            _uint8_matrix(c, f"codes[{i}]", code_size)
+            if c.shape[0] < n:
+                raise InvalidArgumentError(f"codes[{i}]: {c.shape[0]} code rows, {n} needed")
+            row_ptrs.append(ffi.from_buffer("uint32_t[]", r))
+            code_ptrs.append(ffi.from_buffer("uint8_t[]", c))
+        cen = ffi.from_buffer("float[]", centroids)
+        size_buf = ffi.from_buffer("size_t[]", size_arr)
+        row_arr = ffi.new("const uint32_t *[]", row_ptrs) if nlist else ffi.NULL
+        code_arr = ffi.new("const uint8_t *[]", code_ptrs) if nlist else ffi.NULL
+        self.nlist = nlist
+        self.ptr = ffi.new("vdb_ivf_lists *", (nlist, cen, size_buf, row_arr, code_arr))
+        self._keep = (centroids, list(rows), list(codes), size_arr, row_ptrs, code_ptrs, cen,
+                      size_buf, row_arr, code_arr)
+
+
+def ivfpq_search(quantizer: Quantizer, lists: IvfLists, n_rows: int, queries: np.ndarray,
+                 k: int, nprobe: int, *, allow: Optional[np.ndarray] = None,
+                 deny: Optional[np.ndarray] = None, n_threads: int = 0,
+                 stats: Optional[dict] = None,
+                 simd: Optional[str] = None) -> Tuple[np.ndarray, np.ndarray]:
+    """k best rows of each query by ADC distance over the ``nprobe`` closest lists:
+    (rows int64 [nq, k], ADC distances float32 [nq, k]); rescore them with ``rescore``."""
+    level = _simd_level(simd)
+    if not isinstance(quantizer, Quantizer) or quantizer.kind != "pq":
+        raise InvalidArgumentError(f"quantizer: expected a PQ Quantizer, got {quantizer!r}")
+    if not isinstance(lists, IvfLists):
+        raise InvalidArgumentError(f"lists: expected IvfLists, got {type(lists).__name__}")
+    _float_matrix(queries, "queries")
+    nq, dim = queries.shape
+    if dim != quantizer.dim or dim != lists.dim:
+        raise InvalidArgumentError(f"queries: dim {dim} does not match the index's "
+                                   f"{quantizer.dim}")
+    k = _count(k, "k")
+    nprobe = _count(nprobe, "nprobe", 1)
+    n_rows = _count(n_rows, "n_rows", 0, 2**32 - 1)
+    n_threads = _count(n_threads, "n_threads", 0, 2**31 - 1)
+    allow_p = _bitset(allow, "allow", n_rows)
+    deny_p = _bitset(deny, "deny", n_rows)
+    counts = _stats(stats)
+    out_rows, rbuf = _out((nq, k), np.int64)
+    out_dist, dbuf = _out((nq, k), np.float32)
+    rc = lib.vdb_ivfpq_search(level, quantizer.ptr, lists.ptr, n_rows,
+                              ffi.from_buffer("float[]", queries), nq, k, nprobe, allow_p,
+                              deny_p, n_threads, rbuf, dbuf, counts)
+    if rc:
+        _check(rc, "ivfpq_search")
+    if stats is not None:
+        _add_stats(stats, counts)
+    return out_rows, out_dist
+
+
 __all__ = ["SIMD", "SIMD_LEVELS", "METRICS", "simd_supported",
-           "distances", "flat_search", "bitset_count", "Hnsw", "hnsw_image_info", "hnsw_verify"]
+           "distances", "flat_search", "bitset_count", "Hnsw", "hnsw_image_info", "hnsw_verify",
+           "QUANT_KINDS", "kmeans", "kmeans_assign", "sq8_train", "pq_train", "Quantizer",
+           "rescore", "IvfLists", "ivfpq_search"]

@@ -42,7 +42,7 @@ import numpy as np
 from . import validate
 from .errors import (CollectionNotFoundError, CorruptionError, IdExistsError, IdNotFoundError,
                      InvalidArgumentError)
-from .config import HNSW, index_from_dict
+from .config import HNSW, IVFPQ, index_from_dict, quantization_from_dict
 from .index.filter_columns import GenerationMoved
 from .query import filters, planner
 from .query.selection import Selection, select
@@ -90,6 +90,7 @@ class Collection:
         self._prefix = info.prefix
         self._base_dir = directory
         self._config = index_from_dict(info.index)
+        self._quantization = quantization_from_dict(info.index)
         self._rows: Optional[RowSet] = None  # replaced whole on a generation switch
         self._dropped = False
         self._load_state()
@@ -110,8 +111,15 @@ class Collection:
 
     @property
     def index(self) -> Any:
-        """The index config the collection was created with (``vecdb.HNSW(...)`` or ``Flat()``)."""
+        """The index config the collection was created with (``vecdb.HNSW(...)``,
+        ``vecdb.IVFPQ(...)`` or ``vecdb.Flat()``)."""
         return self._config
+
+    @property
+    def quantization(self) -> Any:
+        """The quantization the collection was created with (``vecdb.SQ8()``,
+        ``vecdb.PQ(m=...)``) or None."""
+        return self._quantization
 
     def __repr__(self) -> str:
         live = self._rows.live if self._rows is not None else 0
@@ -166,9 +174,10 @@ class Collection:
             if rows is None and not self._db.readonly:
                 remove_generation_dirs(self._base_dir, keep=gen)  # an interrupted vacuum's
             rows = RowSet(self._base_dir, self._info, self._config, gen,
-                          writable=not self._db.readonly, fsync=self._db.durability != "off")
+                          writable=not self._db.readonly, fsync=self._db.durability != "off",
+                          quantization=self._quantization)
             rows.apply(watermark, tomb_seq, new_tombs, edit_seq)
-            rows.open_graph()
+            rows.open_index()
             self._rows = rows
         else:
             rows.apply(watermark, tomb_seq, new_tombs, edit_seq)
@@ -264,7 +273,7 @@ class Collection:
             seq, tombs, edits = env.write(transaction, sync=self._db.durability == "full")
             rows.apply(start + n_new, seq, tombs, edits)
             if n_new:
-                rows.extend_graph()
+                rows.extend_index()
             if tombs:
                 self._maybe_vacuum()
             return len(tombs)
@@ -361,14 +370,14 @@ class Collection:
 
     def flush(self) -> None:
         """Makes everything written so far durable (segments and LMDB fsynced) and writes the
-        graph and filter-column checkpoints if they changed."""
+        index (graph, codes, lists) and filter-column checkpoints if they changed."""
         rows = self._current()
         if not self._db.readonly:
             rows.sync()
             self._db._env.sync()
             rows.filters.checkpoint()
-            if rows.graph is not None:
-                rows.graph.checkpoint()
+            if rows.index is not None:
+                rows.index.checkpoint()
 
     # -- reads -------------------------------------------------------------------------------
 
@@ -454,11 +463,17 @@ class Collection:
     def query(self, query: Any, k: int = 10, *, where: Optional[Where] = None,
               where_document: Optional[WhereDocument] = None,
               include: Sequence[str] = DEFAULT_INCLUDE, ef: Optional[int] = None,
+              nprobe: Optional[int] = None, rescore: Optional[int] = None,
               n_threads: int = 0, explain: bool = False) -> Union[Results, List[Results]]:
         """The k nearest items to a query vector ([dim] -> Results) or to each of a batch of
         queries ([nq, dim] -> list of Results), best first, among the items matching the
         filters (query/filters.py describes the where-language). Fewer than k only when
         fewer items match. ``explain=True`` puts the plan report in each ``Results.explain``.
+
+        Knobs (None: the collection's defaults): ``ef`` the graph's candidate list (HNSW);
+        ``nprobe`` the lists an IVF-PQ query scans; ``rescore`` the multiple of k of
+        candidates a quantized index (SQ8, PQ, IVF-PQ) rescores exactly. Larger is more
+        accurate and slower.
 
         >>> hits = col.query(np.random.rand(col.dim), k=5)  # doctest: +SKIP
         >>> hits[0].id, hits[0].distance, hits.ids  # doctest: +SKIP
@@ -472,6 +487,7 @@ class Collection:
         n_threads = validate.non_negative_int(n_threads, "n_threads")
         default_ef = self._config.ef_search if isinstance(self._config, HNSW) else 0
         ef = default_ef if ef is None else validate.positive_int(ef, "ef")
+        nprobe, rescore = self._check_knobs(nprobe, rescore)
         queries, single = validate.queries(query, self.dim, normalize=self.metric == "cosine")
         while True:  # once, unless a vacuum switches generations meanwhile (invariant 4)
             rows, selection = (self._current(), None) if node == filters.ALL else \
@@ -488,8 +504,9 @@ class Collection:
                 plan = planner.Plan("exact", None, 0, reason="no item matches: nothing to scan")
             else:
                 found, dists, plan = planner.search(
-                    rows.flat, rows.graph, rows.store.views, rows.store.shift, n_rows, eligible,
-                    queries, k, ef, deny, n_threads, allow=allow, counting=explain)
+                    rows.flat, rows.index, rows.store.views, rows.store.shift, n_rows, eligible,
+                    queries, k, ef, deny, n_threads, allow=allow, counting=explain,
+                    nprobe=nprobe, rescore=rescore)
                 results = reads.hits(self._db._env, self._prefix, self.metric, rows, found,
                                      dists, fields)
                 if results is None:
@@ -500,6 +517,36 @@ class Collection:
                 for r in results:
                     r.explain = report
             return results[0] if single else results
+
+    def _check_knobs(self, nprobe: Any, rescore: Any) -> Tuple[Optional[int], Optional[int]]:
+        """nprobe and rescore checked against the index (None stays None: the default)."""
+        if nprobe is not None:
+            if not isinstance(self._config, IVFPQ):
+                raise InvalidArgumentError(f"nprobe: only IVFPQ collections probe lists; "
+                                           f"{self.name!r} uses {self._config!r}")
+            nprobe = validate.positive_int(nprobe, "nprobe")
+        if rescore is not None:
+            if not isinstance(self._config, IVFPQ) and self._quantization is None:
+                raise InvalidArgumentError(f"rescore: {self.name!r} is not quantized (create it "
+                                           f"with quantization=vecdb.SQ8() or vecdb.PQ(m=...), "
+                                           f"or index=vecdb.IVFPQ(...))")
+            rescore = validate.positive_int(rescore, "rescore")
+        return nprobe, rescore
+
+    def optimize(self, *, force: bool = False) -> Dict[str, Any]:
+        """Trains the quantizer (SQ8 / PQ) or the IVF-PQ lists now, if they are untrained
+        (they train by themselves once the collection holds their ``train_size`` rows), or
+        again if the rows added since training drifted far from what they were trained on
+        (their mean quantization error grew 1.5x), or if ``force``. Returns what it did.
+
+        >>> col.optimize()  # doctest: +SKIP
+        {'trained': True, 'rows': 20000, 'sample': 20000, 'train_error': 0.012}
+        """
+        with self._writing():
+            rows = self._rows
+            if rows.index is None:
+                return {"trained": False, "reason": "a Flat collection has nothing to train"}
+            return rows.index.optimize(rows.store.views, rows.watermark, force=bool(force))
 
     def explain(self, query: Any, k: int = 10, *, where: Optional[Where] = None,
                 where_document: Optional[WhereDocument] = None,

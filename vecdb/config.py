@@ -1,17 +1,26 @@
-"""Typed index configurations given to ``create_collection(index=...)``.
+"""Typed configurations given at ``create_collection``: the index (``index=``) and the
+compression of the vectors the graph traverses (``quantization=``).
 
     >>> import vecdb
     >>> vecdb.HNSW(m=32)
     HNSW(m=32, ef_construction=200, ef_search=64)
     >>> vecdb.Flat()
     Flat()
+    >>> vecdb.PQ(m=48)
+    PQ(m=48, rescore=10, train_size=20000)
+    >>> vecdb.IVFPQ(nlist=256, m=48).nprobe
+    16
+
+They are stored in the catalog as plain maps (``to_dict``) and rebuilt by ``index_from_dict``
+and ``quantization_from_dict``; the index map of a quantized HNSW carries the quantization
+under the key "quantization".
 """
 
 from __future__ import annotations
 
 import numbers
 from dataclasses import asdict, dataclass
-from typing import Any, Dict, Union
+from typing import Any, Dict, Optional, Union
 
 from .errors import InvalidArgumentError
 
@@ -55,17 +64,124 @@ class HNSW:
         return {"type": self.kind, **asdict(self)}
 
 
-IndexConfig = Union[Flat, HNSW]
-_KINDS = {Flat.kind: Flat, HNSW.kind: HNSW}
+# Rows a training needs at the least: PQ and IVF-PQ fit 256 centroids per sub-quantizer.
+PQ_MIN_TRAIN = 256
+
+
+@dataclass(frozen=True)
+class SQ8:
+    """Scalar quantization: the graph traverses one byte per dimension (a quarter of float32)
+    held in RAM, then the best ``k * rescore`` candidates are rescored exactly from the
+    float32 vectors on disk. Trained (per-dimension min and max) when the collection first
+    holds ``train_size`` rows, or by ``col.optimize()``; until then the graph reads float32.
+
+    >>> SQ8(rescore=2)
+    SQ8(rescore=2, train_size=10000)
+    """
+
+    rescore: int = 4
+    train_size: int = 10_000
+
+    kind = "sq8"
+
+    def __post_init__(self) -> None:
+        _int_in("SQ8", "rescore", self.rescore, 1, 1 << 12)
+        _int_in("SQ8", "train_size", self.train_size, 1, 1 << 40)
+
+    def to_dict(self) -> Dict[str, Any]:
+        return {"type": self.kind, **asdict(self)}
+
+
+@dataclass(frozen=True)
+class PQ:
+    """Product quantization: the graph traverses ``m`` bytes per vector (m sub-quantizers of
+    dim/m dimensions, 256 centroids each; m must divide dim), then rescores the best
+    ``k * rescore`` candidates exactly. 384-d with m=48 is 48 bytes instead of 1,536. Trained
+    (k-means per sub-quantizer) when the collection first holds ``train_size`` rows (at least
+    256), or by ``col.optimize()``.
+
+    >>> PQ(m=16).m
+    16
+    """
+
+    m: int = 16
+    rescore: int = 10
+    train_size: int = 20_000
+
+    kind = "pq"
+
+    def __post_init__(self) -> None:
+        _int_in("PQ", "m", self.m, 1, 1 << 16)
+        _int_in("PQ", "rescore", self.rescore, 1, 1 << 12)
+        _int_in("PQ", "train_size", self.train_size, PQ_MIN_TRAIN, 1 << 40)
+
+    def to_dict(self) -> Dict[str, Any]:
+        return {"type": self.kind, **asdict(self)}
+
+
+@dataclass(frozen=True)
+class IVFPQ:
+    """Inverted file with product quantization, for collections that must not hold a graph
+    in RAM: k-means splits the vectors into ``nlist`` lists; each vector is kept as the PQ
+    code (``m`` bytes, ``nbits`` = 8 bits per sub-quantizer) of its offset from its list's
+    centre. A query scans the ``nprobe`` closest lists (``query(nprobe=...)`` overrides it)
+    and rescores the best ``k * rescore`` exactly. Trained when the collection first holds
+    ``train_size`` rows (0: 39 * nlist, at least 256), or by ``col.optimize()``; until then
+    queries scan exactly.
+
+    >>> IVFPQ(nlist=64, m=8)
+    IVFPQ(nlist=64, m=8, nbits=8, nprobe=16, rescore=10, train_size=0)
+    """
+
+    nlist: int = 1024
+    m: int = 16
+    nbits: int = 8
+    nprobe: int = 16
+    rescore: int = 10
+    train_size: int = 0
+
+    kind = "ivfpq"
+
+    def __post_init__(self) -> None:
+        _int_in("IVFPQ", "nlist", self.nlist, 1, 1 << 20)
+        _int_in("IVFPQ", "m", self.m, 1, 1 << 16)
+        _int_in("IVFPQ", "nbits", self.nbits, 8, 8)
+        _int_in("IVFPQ", "nprobe", self.nprobe, 1, 1 << 20)
+        _int_in("IVFPQ", "rescore", self.rescore, 1, 1 << 12)
+        _int_in("IVFPQ", "train_size", self.train_size, 0, 1 << 40)
+
+    @property
+    def rows_to_train(self) -> int:
+        """Rows the collection must hold before training happens by itself."""
+        return self.train_size or max(39 * self.nlist, PQ_MIN_TRAIN)
+
+    def to_dict(self) -> Dict[str, Any]:
+        return {"type": self.kind, **asdict(self)}
+
+
+IndexConfig = Union[Flat, HNSW, IVFPQ]
+QuantConfig = Union[SQ8, PQ]
+_KINDS = {Flat.kind: Flat, HNSW.kind: HNSW, IVFPQ.kind: IVFPQ}
+_QUANT_KINDS = {SQ8.kind: SQ8, PQ.kind: PQ}
+
+
+def _from_dict(d: Dict[str, Any], kinds: Dict[str, Any], what: str) -> Any:
+    params = dict(d)
+    kind = params.pop("type", None)
+    if kind not in kinds:
+        raise InvalidArgumentError(f"{what}: unknown {what} type {kind!r} in stored config")
+    return kinds[kind](**params)
 
 
 def index_from_dict(d: Dict[str, Any]) -> IndexConfig:
-    """Rebuilds the config stored in the catalog."""
-    params = dict(d)
-    kind = params.pop("type", None)
-    if kind not in _KINDS:
-        raise InvalidArgumentError(f"index: unknown index type {kind!r} in stored config")
-    return _KINDS[kind](**params)
+    """Rebuilds the index config stored in the catalog (without its quantization)."""
+    return _from_dict({k: v for k, v in d.items() if k != "quantization"}, _KINDS, "index")
+
+
+def quantization_from_dict(d: Dict[str, Any]) -> Optional[QuantConfig]:
+    """The quantization stored in the catalog's index map, or None."""
+    q = d.get("quantization")
+    return None if q is None else _from_dict(q, _QUANT_KINDS, "quantization")
 
 
 def check_index(index: Any) -> IndexConfig:
@@ -73,6 +189,34 @@ def check_index(index: Any) -> IndexConfig:
         return HNSW()
     if not isinstance(index, tuple(_KINDS.values())):
         raise InvalidArgumentError(
-            f"index: expected an index config such as vecdb.HNSW() or vecdb.Flat(), got {index!r}"
+            f"index: expected an index config such as vecdb.HNSW(), vecdb.IVFPQ() or "
+            f"vecdb.Flat(), got {index!r}"
         )
     return index
+
+
+def check_quantization(quantization: Any, index: IndexConfig, dim: int) -> Optional[QuantConfig]:
+    """The quantization config, checked against the index and dim (None: full float32)."""
+    if quantization is None:
+        return None
+    if not isinstance(quantization, tuple(_QUANT_KINDS.values())):
+        raise InvalidArgumentError(f"quantization: expected vecdb.SQ8(), vecdb.PQ(m=...) or "
+                                   f"None, got {quantization!r}")
+    if not isinstance(index, HNSW):
+        raise InvalidArgumentError(f"quantization: {quantization!r} applies to the HNSW index "
+                                   f"only, not {index!r} (IVFPQ quantizes by itself)")
+    if isinstance(quantization, PQ):
+        check_pq_m(quantization.m, dim, "quantization")
+    return quantization
+
+
+def check_pq_m(m: int, dim: int, what: str) -> None:
+    if m > dim or dim % m:
+        raise InvalidArgumentError(f"{what}: m={m} must divide dim={dim} (sub-vectors of "
+                                   f"equal size), e.g. m={_divisor_near(dim, dim // 8)}")
+
+
+def _divisor_near(dim: int, target: int) -> int:
+    """The divisor of dim closest to target (ties: the smaller)."""
+    return min((d for d in range(1, dim + 1) if dim % d == 0),
+               key=lambda d: (abs(d - target), d))

@@ -25,7 +25,7 @@ from typing import Any, Dict, Iterator, List, Optional, Union
 from . import validate
 from .collection import Collection
 from .rowset import remove_generation_dirs
-from .config import check_index
+from .config import IVFPQ, check_index, check_pq_m, check_quantization
 from .errors import (CollectionExistsError, CollectionNotFoundError, DatabaseClosedError,
                      DatabaseNotFoundError, InvalidArgumentError, ReadOnlyError)
 from .storage import catalog, env as envmod
@@ -141,20 +141,31 @@ class Database:
         return col
 
     def create_collection(self, name: str, *, dim: int, metric: Metric = "cosine",
-                          index: Any = None) -> Collection:
+                          index: Any = None, quantization: Any = None) -> Collection:
         """Creates a collection; ``CollectionExistsError`` if the name is taken.
 
+        ``index``: ``vecdb.HNSW(...)`` (the default), ``vecdb.IVFPQ(...)`` or ``vecdb.Flat()``;
+        ``quantization`` (HNSW only): ``vecdb.SQ8()`` or ``vecdb.PQ(m=...)`` to traverse
+        compressed codes in RAM and rescore from the float32 vectors on disk.
+
         >>> docs = db.create_collection("docs", dim=384, metric="cosine")  # doctest: +SKIP
+        >>> big = db.create_collection("big", dim=384, quantization=vecdb.PQ(m=48))  # doctest: +SKIP
         """
         name = validate.name(name)
         dim = validate.dim(dim)
         metric = validate.choice(metric, "metric", METRICS)
         config = check_index(index)
+        quant = check_quantization(quantization, config, dim)
+        if isinstance(config, IVFPQ):
+            check_pq_m(config.m, dim, "index")
+        stored = config.to_dict()
+        if quant is not None:
+            stored["quantization"] = quant.to_dict()
         with self._writing():
             def transaction(txn: Any) -> catalog.CollectionInfo:
                 if catalog.get(txn, self._env.dbs, name) is not None:
                     raise CollectionExistsError(f"name: collection {name!r} already exists")
-                return catalog.create(txn, self._env.dbs, name, dim, metric, config.to_dict())
+                return catalog.create(txn, self._env.dbs, name, dim, metric, stored)
 
             info = self._env.write(transaction, sync=self.durability == "full")
             with self._handles_lock:
@@ -171,14 +182,16 @@ class Database:
             return self._handle(info)
 
     def get_or_create_collection(self, name: str, *, dim: int, metric: Metric = "cosine",
-                                 index: Any = None) -> Collection:
-        """The existing collection (whose dim and metric must match), or a new one."""
+                                 index: Any = None, quantization: Any = None) -> Collection:
+        """The existing collection (whose dim and metric must match), or a new one (index
+        and quantization apply to a new one only)."""
         self._check_open()
         name = validate.name(name)
         info = self._lookup(name)
         if info is None:
             try:
-                return self.create_collection(name, dim=dim, metric=metric, index=index)
+                return self.create_collection(name, dim=dim, metric=metric, index=index,
+                                              quantization=quantization)
             except CollectionExistsError:  # created meanwhile by another thread
                 info = self._lookup(name)
         if info.dim != dim or info.metric != metric:

@@ -7,13 +7,14 @@ live ones into a new *generation* with its own folder (``collections/<uuid>`` fo
     that returns only ids reads them from the column, without LMDB;
   - the committed watermark W and tombstone count T it has taken in, and the tombstone
     bitset (bit r set: row r is deleted or replaced);
-  - the graph index (index/hnsw.py) when the collection uses HNSW, and the flat index;
+  - its index: the graph (index/hnsw.py, with its quantized codes, index/codes.py) or the
+    IVF-PQ lists (index/ivfpq.py), or none for Flat; and the flat index (exact scans);
   - the filter columns (index/filter_columns.py), which catch up with LMDB by themselves.
 
 Invariants:
  1. W and the bitset only grow within a generation; ``snapshot()`` returns a consistent pair
     (the bitset array is replaced, never shrunk, when it grows).
- 2. The graph covers a prefix of [0, W); a search extends it first when it lags (read-only
+ 2. The index covers a prefix of [0, W); a search extends it first when it lags (read-only
     handles that took in rows written by another process).
  3. A RowSet is immutable in its generation number: a new generation is a new RowSet,
     swapped in whole by the collection, so a query holding the old one stays consistent.
@@ -25,14 +26,15 @@ import glob
 import os
 import shutil
 import threading
-from typing import Any, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
-from .config import HNSW, IndexConfig
+from .config import HNSW, IVFPQ, IndexConfig, QuantConfig
 from .index.flat import FlatIndex
 from .index.filter_columns import FilterColumns
 from .index.hnsw import HnswIndex
+from .index.ivfpq import IvfPqIndex
 from .storage.catalog import CollectionInfo
 from .storage.segments import ID_NOT_INT, IDS, SegmentStore
 
@@ -55,7 +57,8 @@ class RowSet:
     """Segments, tombstones and indexes of one collection generation (see module docstring)."""
 
     def __init__(self, base_dir: str, info: CollectionInfo, config: IndexConfig, gen: int,
-                 writable: bool, fsync: bool = True) -> None:
+                 writable: bool, fsync: bool = True,
+                 quantization: Optional[QuantConfig] = None) -> None:
         self.gen = gen
         self.directory = generation_dir(base_dir, gen)
         self.dim = info.dim
@@ -63,13 +66,18 @@ class RowSet:
         self.idcol = SegmentStore(self.directory, 1, bytes.fromhex(info.uuid), writable, IDS)
         kernel_metric = "l2" if info.metric == "l2" else "ip"
         self.flat = FlatIndex(kernel_metric)
-        self.graph: Optional[HnswIndex] = None
+        label = f"collection {info.name!r}"
+        unit_rows = info.metric == "cosine"  # stored normalized
+        self.index: Optional[Union[HnswIndex, IvfPqIndex]] = None
         if isinstance(config, HNSW):
-            self.graph = HnswIndex(self.directory, info.dim, kernel_metric, config,
-                                   self.store.shift, writable, label=f"collection {info.name!r}",
-                                   fsync=fsync)
-        self.filters = FilterColumns(self.directory, gen, writable, fsync,
-                                     label=f"collection {info.name!r}")
+            self.index = HnswIndex(self.directory, info.dim, kernel_metric, config,
+                                   self.store.shift, writable, label=label, fsync=fsync,
+                                   quantization=quantization, unit_rows=unit_rows)
+        elif isinstance(config, IVFPQ):
+            self.index = IvfPqIndex(self.directory, info.dim, kernel_metric, config,
+                                    self.store.shift, writable, label=label, fsync=fsync,
+                                    unit_rows=unit_rows)
+        self.filters = FilterColumns(self.directory, gen, writable, fsync, label=label)
         self._lock = threading.Lock()
         self.watermark = 0
         self.tomb_seq = 0
@@ -123,13 +131,18 @@ class RowSet:
             ids = [column[r >> shift][r & mask] for r in rows]
         return None if ID_NOT_INT in ids else ids
 
-    def open_graph(self) -> None:
-        if self.graph is not None:
-            self.graph.open(self.store.views, self.watermark)
+    def open_index(self) -> None:
+        if self.index is not None:
+            self.index.open(self.store.views, self.watermark)
 
-    def extend_graph(self) -> None:
-        if self.graph is not None:
-            self.graph.extend(self.store.views, self.watermark)
+    def extend_index(self) -> None:
+        if self.index is not None:
+            self.index.extend(self.store.views, self.watermark)
+
+    def build_index(self) -> None:
+        """A fresh index over rows [0, W) (vacuum's new generation)."""
+        if self.index is not None:
+            self.index.build(self.store.views, self.watermark)
 
     @property
     def live(self) -> int:
@@ -152,22 +165,28 @@ class RowSet:
 
     def stats(self) -> Dict[str, Any]:
         watermark, live, _ = self.snapshot()
-        index = self.graph.stats() if self.graph is not None else {"type": "flat"}
+        if self.index is not None:
+            index = self.index.stats()
+        else:
+            index = {"type": "flat", "code_bytes_per_vector": 4 * self.dim,
+                     "graph_bytes_per_vector": 0}
         return {"rows": watermark, "live": live, "tombstones": watermark - live,
+                "code_bytes_per_vector": index["code_bytes_per_vector"],
+                "graph_bytes_per_vector": index["graph_bytes_per_vector"],
                 "generation": self.gen, "vector_bytes": watermark * self.dim * 4,
                 "segments": len(self.store.views(watermark)) if watermark else 0,
                 "index": index, "filter_columns": self.filters.stats()}
 
     def close(self, checkpoint: bool, sync: bool = False) -> None:
         """Closes the files; sync first makes the appended rows durable, checkpoint writes the
-        graph if it changed."""
+        index if it changed."""
         if sync:
             self.sync()
         if checkpoint:
             self.filters.checkpoint()
-        if self.graph is not None:
+        if self.index is not None:
             if checkpoint:
-                self.graph.checkpoint()
-            self.graph.close()
+                self.index.checkpoint()
+            self.index.close()
         self.store.close()
         self.idcol.close()

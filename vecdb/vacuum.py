@@ -3,8 +3,9 @@
 Steps, all under the database's write lock:
   1. copy the live rows (vectors and id column), in order, into a fresh generation folder and
      fsync;
-  2. build the graph over them (parallel) and write its checkpoint there, and the filter
-     columns renumbered (when loaded);
+  2. build the index over them (the graph in parallel, its quantizer or the IVF-PQ lists
+     trained afresh when the rows call for it) and write its checkpoints there, and the
+     filter columns renumbered (when loaded);
   3. one LMDB transaction renumbers every live id and record to its new row, clears the
      tombstone and edit logs and stores (W = live, T = 0, G + 1, E = 0) — the commit point;
   4. swap the collection's RowSet and delete the old generation's folder.
@@ -36,15 +37,15 @@ def vacuum(col: "Collection") -> Dict[str, Any]:
         base = col._base_dir
         gen = old.gen + 1
         remove_generation_dirs(base, keep=old.gen)  # leftovers of an interrupted vacuum
-        new = RowSet(base, col._info, col._config, gen, writable=True)  # always fsynced
+        new = RowSet(base, col._info, col._config, gen, writable=True,  # always fsynced
+                     quantization=col._quantization)
         for start in range(0, len(live), COPY_CHUNK_ROWS):
             chunk = live[start:start + COPY_CHUNK_ROWS]
             new.store.append(start, old.store.read(chunk, old.watermark))
             new.idcol.append(start, old.idcol.read(chunk, old.watermark))
         new.sync()
         new.apply(len(live), 0, [], 0)
-        if new.graph is not None:
-            new.graph.build(new.store.views, len(live))
+        new.build_index()
         env, dbs, prefix = col._db._env, col._db._env.dbs, col._prefix
         old.filters.carry_over(env, prefix, live, new.filters)
 

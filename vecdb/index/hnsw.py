@@ -3,7 +3,9 @@
 The graph's node i is row i of the collection's segments, so the graph covers a prefix of the
 rows [0, nodes). The checkpoint ``hnsw.graph`` is the image written by the C core
 (csrc/hnsw_image.c documents its layout: magic, format version, params, node count = the
-graph's row watermark, header and body checksums).
+graph's row watermark, header and body checksums). Under quantization (index/codes.py) the
+graph is still built from the float32 rows, but searches traverse the SQ8 / PQ codes held in
+RAM and rescore the best candidates from the float32 rows.
 
 Invariants:
  1. The checkpoint is replaced atomically (temp file, fsync, rename, fsync of the folder); a
@@ -14,8 +16,8 @@ Invariants:
  3. A checkpoint that is missing, fails its checks, or disagrees with the collection (dim,
     metric, m, more nodes than committed rows) is rebuilt from the segments with a
     RuntimeWarning — never silently used.
- 4. One lock serializes every change of the graph (adds, rebuild, checkpoint); searches do
-    not take it (the C graph allows searches concurrent with one add). A replaced graph is
+ 4. One lock serializes every change of the graph and the codes (adds, rebuild, training,
+    checkpoint); searches do not take it (the C graph allows searches concurrent with one add). A replaced graph is
     never freed explicitly: searches hold references, and ffi.gc frees it after the last.
 """
 
@@ -31,8 +33,9 @@ from typing import Any, Callable, Dict, Optional, Sequence, Tuple
 import numpy as np
 
 from .. import _native
-from ..config import HNSW
+from ..config import HNSW, PQ, PQ_MIN_TRAIN, QuantConfig
 from ..errors import VecDBError
+from .codes import Codes
 
 GRAPH_FILE = "hnsw.graph"
 # Rows past the checkpoint that trigger a new one: bounds the replay work of an open after a
@@ -49,8 +52,11 @@ Views = Callable[[int], Sequence[np.ndarray]]
 class HnswIndex:
     """The graph index of one collection (see the module docstring)."""
 
+    kind = "hnsw"
+
     def __init__(self, directory: str, dim: int, kernel_metric: str, config: HNSW,
-                 shift: int, writable: bool, label: str, fsync: bool = True) -> None:
+                 shift: int, writable: bool, label: str, fsync: bool = True,
+                 quantization: Optional[QuantConfig] = None, unit_rows: bool = False) -> None:
         self.path = os.path.join(directory, GRAPH_FILE)
         self.directory = directory
         self.dim = dim
@@ -67,12 +73,20 @@ class HnswIndex:
         self._damage: Optional[str] = None  # set by the verifier: rebuild before next use
         self._verifier: Optional[threading.Thread] = None
         self.rebuilds = 0
+        self.codes: Optional[Codes] = None
+        if quantization is not None:
+            self.codes = Codes(directory, dim, kernel_metric, quantization, writable, fsync,
+                               label, unit_rows)
+        self._saved_code_rows = 0
 
     # -- open / rebuild ----------------------------------------------------------------------
 
     def open(self, views: Views, n_rows: int) -> None:
         """Loads the checkpoint (or rebuilds) and replays rows up to n_rows."""
         with self._lock:
+            if self.codes is not None:  # first: a graph rebuild must not train them again
+                self.codes.open(views, self.shift, n_rows)
+                self._saved_code_rows = self.codes.rows
             reason = self._load(n_rows)
             if reason == "missing" and not self.writable:
                 self.build(views, n_rows)  # the writer has not checkpointed yet: not damage
@@ -152,6 +166,8 @@ class HnswIndex:
             self._extend(views, n_rows)
             if self.writable and n_rows:
                 self._write_checkpoint()
+            if self.codes is not None:
+                self.codes.extend(views, self.shift, n_rows)
 
     def _check_damage(self, views: Views, n_rows: int) -> None:
         if self._damage is not None:
@@ -162,14 +178,25 @@ class HnswIndex:
     # -- adds --------------------------------------------------------------------------------
 
     def extend(self, views: Views, n_rows: int) -> None:
-        """Inserts rows [nodes, n_rows) (synchronously: searches see them on return)."""
+        """Inserts rows [nodes, n_rows) (synchronously: searches see them on return), and
+        encodes them (training the quantizer first when it is due)."""
         self._check_damage(views, n_rows)
-        if self._graph is not None and self._nodes >= n_rows:
+        codes = self.codes
+        if self._graph is not None and self._nodes >= n_rows and \
+                (codes is None or codes.rows >= n_rows or
+                 (not codes.trained and n_rows < codes.config.train_size)):
             return
         with self._lock:
             self._extend(views, n_rows)
             if self.writable and self._tail_is_large():
                 self._write_checkpoint()
+            if codes is not None:
+                codes.extend(views, self.shift, n_rows)
+                tail = codes.rows - self._saved_code_rows
+                if self.writable and tail >= max(CHECKPOINT_MIN_TAIL,
+                                                 CHECKPOINT_TAIL_SHARE * codes.rows):
+                    codes.checkpoint()
+                    self._saved_code_rows = codes.rows
 
     def _extend(self, views: Views, n_rows: int) -> None:
         if self._graph is None:
@@ -190,26 +217,58 @@ class HnswIndex:
 
     def search(self, views: Views, n_rows: int, queries: np.ndarray, k: int, *,
                ef: int, deny: Optional[np.ndarray], n_threads: int = 0,
-               allow: Optional[np.ndarray] = None,
+               allow: Optional[np.ndarray] = None, rescore: Optional[int] = None,
                stats: Optional[dict] = None) -> Tuple[np.ndarray, np.ndarray]:
         """(rows int64 [nq, k], kernel distances float32 [nq, k]) over rows [0, n_rows).
-        A stats dict, when given, gets the "visited" and "distances" counts added."""
+        With trained codes the traversal reads them and the best k * rescore candidates
+        (rescore: the quantization's default when None) are rescored exactly. A stats dict,
+        when given, gets the "visited" and "distances" counts added (and "rescored")."""
         if self._damage is not None:
             self._check_damage(views, n_rows)
-        graph = self._graph
-        if graph is None or self._nodes < n_rows:
+        graph, codes = self._graph, self.codes
+        if graph is None or self._nodes < n_rows or \
+                (codes is not None and codes.trained and not codes.covers(n_rows)):
             self.extend(views, n_rows)
             graph = self._graph
+        if codes is not None and codes.covers(n_rows):
+            return codes.search(graph, views(n_rows), self.shift, n_rows, queries, k, ef=ef,
+                                rescore=rescore or codes.config.rescore, allow=allow,
+                                deny=deny, n_threads=n_threads, stats=stats)
         return graph.search(views(n_rows), self.shift, n_rows, queries, k, ef,
                             allow=allow, deny=deny, n_threads=n_threads, stats=stats)
+
+    def optimize(self, views: Views, n_rows: int, force: bool = False) -> Dict[str, Any]:
+        """Trains the quantizer now if it is untrained (and the rows allow it), or again if
+        the rows added since training drifted far from it (or force). Returns what it did."""
+        codes = self.codes
+        if codes is None:
+            return {"trained": False, "reason": "the collection is not quantized"}
+        least = PQ_MIN_TRAIN if isinstance(codes.config, PQ) else 1
+        with self._lock:
+            if n_rows < least:
+                return {"trained": False,
+                        "reason": f"training needs at least {least} rows, {n_rows} stored"}
+            if codes.trained and not force and not codes.drifted():
+                self._extend(views, n_rows)
+                codes.extend(views, self.shift, n_rows)
+                return {"trained": False, "reason": "the codes fit the data (no drift)"}
+            self._extend(views, n_rows)
+            done = codes.train(views, self.shift, n_rows)
+            self._saved_code_rows = codes.rows
+            return done
 
     # -- checkpoints -------------------------------------------------------------------------
 
     def checkpoint(self) -> bool:
-        """Writes the checkpoint if the graph changed since the last one; True if written."""
+        """Writes the checkpoints of the graph and the codes that changed since their last
+        one; True if one was written."""
         with self._lock:
+            wrote = False
+            if self.codes is not None and self.codes.checkpoint():
+                self._saved_code_rows = self.codes.rows
+                wrote = True
             if not self.writable or self._graph is None or self._nodes == self._saved_nodes:
-                return False
+                return wrote
             self._write_checkpoint()
             return True
 
@@ -240,10 +299,20 @@ class HnswIndex:
 
     def stats(self) -> Dict[str, Any]:
         graph = self._graph
-        return {"type": "hnsw", "m": self.config.m, "ef_construction": self.config.ef_construction,
-                "ef_search": self.config.ef_search, "nodes": self._nodes if graph else 0,
-                "checkpoint_nodes": max(self._saved_nodes, 0),
-                "graph_bytes": graph.memory_bytes if graph else 0, "rebuilds": self.rebuilds}
+        nodes = self._nodes if graph else 0
+        graph_bytes = graph.memory_bytes if graph else 0
+        codes = self.codes
+        quantized = codes is not None and codes.trained
+        out = {"type": "hnsw", "m": self.config.m,
+               "ef_construction": self.config.ef_construction,
+               "ef_search": self.config.ef_search, "nodes": nodes,
+               "checkpoint_nodes": max(self._saved_nodes, 0), "graph_bytes": graph_bytes,
+               "rebuilds": self.rebuilds,
+               "code_bytes_per_vector": codes.code_size if quantized else 4 * self.dim,
+               "graph_bytes_per_vector": graph_bytes / nodes if nodes else 0.0}
+        if codes is not None:
+            out["quantization"] = codes.stats()
+        return out
 
     def close(self) -> None:
         """Drops the graph (freed once no running search holds it)."""
