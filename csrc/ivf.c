@@ -7,31 +7,46 @@
  *  1. Coarse probe: the distances of the query to every centroid under the quantizer's
  *     metric (the 1x4 float kernels: L2, or IP = -q.c), the nprobe best kept in a bounded
  *     heap (ties to the smaller list), probed closest first.
- *  2. ADC tables: under L2 a table [m][256] per probed list, of the residual query
- *     q - centroid (quant_pq_tables), since |q - x|^2 = |(q - c) - (x - c)|^2; under IP one
- *     table of q for all lists, plus the list's base -q.c (its coarse distance), since
- *     -q.x = -q.c - q.(x - c).
+ *  2. ADC tables, three paths:
+ *     - L2 without norms: a table [m][256] per probed list, of the residual query q - c
+ *       (quant_pq_tables), since |q - x|^2 = |(q - c) - (x - c)|^2.
+ *     - L2 with norms (lists->norms, norms[l][i] = |x^|^2 - |c|^2 = 2 c.r^ + |r^|^2, the
+ *       norm term of the decoded row x^ = c + r^): ONE table per query, T[j][k] =
+ *       -2 q_j . r_jk (the IP table of 2q, i.e. the IP table of q doubled, barring overflow
+ *       / underflow), since |q - x^|^2 = |q - c|^2 - 2 q.r^ + (2 c.r^ + |r^|^2). The list's
+ *       base |q - c|^2 is the coarse probe's distance, and the row's norm term is added
+ *       after the table sum. This removes the nprobe tables (dim * 256 operations each).
+ *     - IP: one table of q for all lists, plus the list's base -q.c (its coarse distance),
+ *       since -q.x = -q.c - q.(x - c); norms are ignored.
  *  3. Scan: each list's codes are scored in blocks of SCAN_BLOCK rows by sum_4 (four rows
  *     per step, so four independent sums are in flight, the code bytes of a row read eight
  *     at a time; compiled with constant m for m = 8, 16, 32, 48, 64), then the block's
- *     distances are filtered: only a distance not above the current k-th best has its row
- *     checked (rows >= n_rows, deny) and offered to the top-k heap (topk.h). With an allow
- *     bitset, eligibility is checked first (without branches) and only the eligible rows of
- *     a block are scored (a selective allow skips most of the work).
+ *     distances are completed (with norms: each row's norm added, in a separate vectorizable
+ *     pass over the block) and filtered: only a final distance not above the current k-th
+ *     best has its row checked (rows >= n_rows, deny) and offered to the top-k heap
+ *     (topk.h). With an allow bitset, eligibility is checked first (without branches) and
+ *     only the eligible rows of a block are scored (a selective allow skips most of the
+ *     work).
  * Queries are handed out one at a time to the workers from an atomic counter; each worker
  * allocates its scratch once per call.
  *
  * Invariants:
- *  1. A code's distance is base + the sum over j of table[j][code_j], summed in j order in
- *     float, then base added: under L2 (base 0) exactly the ADC distance
- *     (vdb_quantizer_distances) of the residual query to the code; the result does not
- *     depend on the block or unrolling a code falls in.
+ *  1. A code's distance is the sum over j of table[j][code_j], summed in j order in float,
+ *     then base added, then (L2 with norms) the row's norm added: (sum + base) + norm.
+ *     Under L2 without norms (base 0) that is exactly the ADC distance
+ *     (vdb_quantizer_distances) of the residual query to the code. With norms it equals the
+ *     same ADC distance |q - x^|^2 only up to float rounding (not bit-equal to the per-list
+ *     table path): the terms -2 q.r^ and 2 c.r^ cancel, so the error scales with
+ *     |q| |r^| + |c| |r^| (eps of those), not with the distance; being relative to the
+ *     list's centre, it stays small for data far from the origin. The result does not depend on the block or
+ *     unrolling a code falls in, nor on n_threads.
  *  2. Ranking by (distance, row) (topk.h): ties go to the smaller row, NaN is never kept,
  *     and the result depends neither on n_threads nor on the order of the lists. Only
  *     eligible rows (allow / deny, < n_rows) are returned. Rows are not deduplicated: a row
  *     stored in two probed lists may appear twice (an index keeps each row in one list).
- *  3. Reads only what the caller's arguments describe: sizes[i] rows and codes of list i
- *     (pointers checked non-NULL for non-empty lists), bitset words of rows < n_rows.
+ *  3. Reads only what the caller's arguments describe: sizes[i] rows, codes and (L2) norms
+ *     of list i (pointers checked non-NULL for non-empty lists; norms[i], when norms is
+ *     given, checked under either metric), bitset words of rows < n_rows.
  *  4. Work counts: per worker, added atomically once at the end; the caller's stats only
  *     on success. visited = non-empty lists scanned, distances = centroids + codes scored.
  *  5. Outputs are written per query by the worker that owns it; on an error (allocation)
@@ -165,9 +180,10 @@ static inline float bound(const vdb_topk *h) {
     return h->n == h->cap ? h->items[0].dist : INFINITY;
 }
 
-/* Scans list l (n > 0 rows) with the prepared tables and base into heap h. */
+/* Scans list l (n > 0 rows) with the prepared tables and base into heap h; norms (NULL: none)
+ * the list's row norms, added to each distance after the table sum (invariant 1). */
 static void scan_list(const ivf_job *job, ivf_scratch *s, size_t l, const float *tab,
-                      float base, vdb_topk *h) {
+                      float base, const float *norms, vdb_topk *h) {
     const size_t n = job->lists->sizes[l], m = job->m;
     const uint32_t *rows = job->lists->rows[l];
     const uint8_t *codes = job->lists->codes[l];
@@ -188,6 +204,8 @@ static void scan_list(const ivf_job *job, ivf_scratch *s, size_t l, const float 
             }
             if (np == 0) continue;
             scan(tab, m, codes, s->pos, np, base, s->dist);
+            if (norms != NULL)
+                for (size_t i = 0; i < np; i++) s->dist[i] += norms[s->pos[i]];
             scored += np;
             float thr = bound(h);
             for (size_t i = 0; i < np; i++) {
@@ -198,6 +216,8 @@ static void scan_list(const ivf_job *job, ivf_scratch *s, size_t l, const float 
             continue;
         }
         scan(tab, m, codes + lo * m, NULL, nb, base, s->dist);
+        if (norms != NULL)
+            for (size_t i = 0; i < nb; i++) s->dist[i] += norms[lo + i];
         scored += nb;
         float thr = bound(h);
         for (size_t i = 0; i < nb; i++) {
@@ -249,20 +269,28 @@ static void search_one(const ivf_job *job, ivf_scratch *s, size_t qi) {
         vdb_topk_init(&h, s->hits, job->kk);
         size_t np = probe_lists(job, s, q);
         const int l2 = job->metric == VDB_METRIC_L2;
-        if (!l2) quant_pq_tables(job->simd, job->q, VDB_METRIC_IP, q, s->tables);
+        const float *const *norms = l2 ? job->lists->norms : NULL;
+        if (!l2) {
+            quant_pq_tables(job->simd, job->q, VDB_METRIC_IP, q, s->tables); /* -q_j.r */
+        } else if (norms != NULL) { /* -(2q)_j.r = -2 q_j.r (scaling by 2 is exact) */
+            for (size_t d = 0; d < dim; d++) s->resid[d] = 2.0f * q[d];
+            quant_pq_tables(job->simd, job->q, VDB_METRIC_IP, s->resid, s->tables);
+        }
         for (size_t p = 0; p < np; p++) {
             size_t l = (size_t)s->probe[p].row;
             if (job->lists->sizes[l] == 0) continue;
             float base = 0.0f;
-            if (l2) {
-                const float *c = job->lists->centroids + l * dim;
+            const float *c = job->lists->centroids + l * dim;
+            if (norms != NULL) { /* |q - c|^2 */
+                base = s->probe[p].dist;
+            } else if (l2) {
                 for (size_t d = 0; d < dim; d++) s->resid[d] = q[d] - c[d];
                 quant_pq_tables(job->simd, job->q, VDB_METRIC_L2, s->resid, s->tables);
             } else {
                 base = s->probe[p].dist; /* -q.c */
             }
             s->visited++;
-            scan_list(job, s, l, s->tables, base, &h);
+            scan_list(job, s, l, s->tables, base, norms != NULL ? norms[l] : NULL, &h);
         }
         vdb_topk_sort(&h);
         nr = h.n;
@@ -310,7 +338,8 @@ static void ivf_worker(void *arg, size_t task) {
     free(s);
 }
 
-/* Checks the lists against q (dim, m); *total receives the number of codes in all lists. */
+/* Checks the lists against q (dim, m); *total receives the number of codes in all lists.
+ * norms, when given, must be non-NULL for every non-empty list (whatever the metric). */
 static int check_lists(const vdb_ivf_lists *lists, size_t dim, size_t m, size_t *total) {
     if (lists == NULL || lists->nlist == 0 || lists->centroids == NULL ||
         lists->sizes == NULL || lists->rows == NULL || lists->codes == NULL)
@@ -321,6 +350,7 @@ static int check_lists(const vdb_ivf_lists *lists, size_t dim, size_t m, size_t 
         size_t n = lists->sizes[i];
         if (n == 0) continue;
         if (lists->rows[i] == NULL || lists->codes[i] == NULL) return VDB_ERR_INVALID;
+        if (lists->norms != NULL && lists->norms[i] == NULL) return VDB_ERR_INVALID;
         /* row numbers are u32: a longer list would repeat rows; positions are u32 */
         if (n > UINT32_MAX || n > SIZE_MAX / m || n > SIZE_MAX - sum) return VDB_ERR_INVALID;
         sum += n;
@@ -370,9 +400,12 @@ int vdb_ivfpq_search(int simd, const vdb_quantizer *q, const vdb_ivf_lists *list
     job.out_dist = out_dist;
     job.counting = stats != NULL;
 
-    /* work of one query (saturating): centroids, tables, codes of an average list */
-    double per_q = (double)lists->nlist * (double)job.dim +
-                   (double)job.nprobe * ((double)job.dim * 256.0 +
+    /* work of one query (saturating): centroids, tables (one per probed list under L2
+     * without norms, else one), codes of an average list */
+    const int per_list_tables = job.metric == VDB_METRIC_L2 && lists->norms == NULL;
+    double tab = (double)job.dim * 256.0;
+    double per_q = (double)lists->nlist * (double)job.dim + (per_list_tables ? 0.0 : tab) +
+                   (double)job.nprobe * ((per_list_tables ? tab : 0.0) +
                                          (double)total / (double)lists->nlist * (double)job.m);
     double useful = per_q * (double)nq / (double)WORK_PER_THREAD;
     unsigned threads = 1;

@@ -358,6 +358,11 @@ int vdb_rescore(int simd, int metric, const vdb_rows *rows, const float *queries
  * Inverted lists of an IVF-PQ index (read-only; the caller owns every array): nlist coarse
  * centroids[nlist][dim]; list i holds sizes[i] rows: row numbers rows[i][0 .. sizes[i])
  * and the PQ codes of their residuals (row - centroids[i]) codes[i][sizes[i]][m].
+ * norms (nullable; used under L2 only): norms[i][0 .. sizes[i]) the norm terms
+ * |x^|^2 - |c|^2 = 2 c.r^ + |r^|^2 of the decoded rows x^ = c + r^ (c = centroids[i], r^ the
+ * decoded residual). With them an L2 search needs one ADC table per query instead of one
+ * per probed list (see vdb_ivfpq_search). When norms is
+ * given, norms[i] may be NULL only for an empty list (checked under either metric).
  */
 typedef struct vdb_ivf_lists {
     size_t nlist;
@@ -365,21 +370,26 @@ typedef struct vdb_ivf_lists {
     const size_t *sizes;
     const uint32_t *const *rows;
     const uint8_t *const *codes;
+    const float *const *norms;
 } vdb_ivf_lists;
 
 /*
  * IVF-PQ search: for each query, the nprobe lists whose centroids are closest (the
  * quantizer's metric: L2 distance, or IP -q.c), then ADC distances to every code in them
- * (L2: tables of q - centroid per list; IP: one table of q plus -q.centroid per list), keeping
- * the k best eligible rows (allow / deny as in vdb_flat_search; rows >= n_rows are skipped).
- * q is the PQ quantizer of the residuals (kind VDB_QUANT_PQ). nlist >= 1 and nprobe >= 1
- * (nprobe above nlist probes every list); a list of size 0 may have NULL rows / codes; a
- * list holds at most UINT32_MAX rows. Lists are expected to be disjoint: a row stored in
- * two probed lists may be returned twice. Under L2 a distance is the sum over j of the
- * residual table (as vdb_quantizer_distances of q - centroid gives it); under IP that sum
- * plus -q.centroid. Output, threads and errors as vdb_hnsw_search; stats: visited =
- * non-empty lists scanned, distances = centroids + codes scored (with allow, only the
- * eligible codes are scored).
+ * (L2 without norms: tables of q - centroid per list; L2 with lists->norms: one table
+ * -2 q.r of q per query, plus |q - centroid|^2 per list and the row's norm term; IP: one table
+ * of q plus -q.centroid per list), keeping the k best eligible rows (allow / deny as in
+ * vdb_flat_search; rows >= n_rows are skipped). q is the PQ quantizer of the residuals (kind
+ * VDB_QUANT_PQ). nlist >= 1 and nprobe >= 1 (nprobe above nlist probes every list); a list of
+ * size 0 may have NULL rows / codes / norms; a list holds at most UINT32_MAX rows. Lists are
+ * expected to be disjoint: a row stored in two probed lists may be returned twice. Under L2
+ * without norms a distance is the sum over j of the residual table (exactly what
+ * vdb_quantizer_distances of q - centroid gives); with norms it is the same ADC distance
+ * |q - x^|^2 up to float rounding, (sum_j -2 q_j.r_j + |q - c|^2) + norm term, not
+ * bit-equal to the path without norms (the error scales with (|q| + |c|) |r^|, not with the
+ * distance). Under IP the table sum plus -q.centroid (norms ignored). Output, threads and
+ * errors as vdb_hnsw_search; stats: visited = non-empty lists scanned, distances = centroids
+ * + codes scored (with allow, only the eligible codes are scored).
  */
 int vdb_ivfpq_search(int simd, const vdb_quantizer *q, const vdb_ivf_lists *lists,
                      size_t n_rows, const float *queries, size_t nq, size_t k, size_t nprobe,

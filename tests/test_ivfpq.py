@@ -76,7 +76,8 @@ def test_exact_until_trained_then_ivfpq(db, no_small_scan, metric):
     st = col.stats()
     assert st["index"]["trained"] is True and st["index"]["trainings"] == 1
     assert st["index"]["trained_rows"] == 4750 and st["index"]["covered_rows"] == 8000
-    assert st["code_bytes_per_vector"] == IVF.m and st["graph_bytes_per_vector"] == 0
+    # m code bytes and, under l2 and cosine (searched with L2 codes), a 4-byte norm term
+    assert st["code_bytes_per_vector"] == IVF.m + 4 and st["graph_bytes_per_vector"] == 0
     report = col.explain(Q[0], k=10)
     assert report["plan"] == "ivfpq" and report["nprobe"] == IVF.nprobe
     assert report["rescored"] > 0
@@ -203,7 +204,7 @@ def test_deletes_upserts_and_vacuum(db_path, no_small_scan):
         live = int(alive.sum())
         assert (st["generation"], st["rows"], st["live"]) == (1, live, live)
         assert st["index"]["trained"] and st["index"]["covered_rows"] == live
-        assert st["code_bytes_per_vector"] == IVF.m
+        assert st["code_bytes_per_vector"] == IVF.m + 4  # + the norm term
         files = _ivf_files(db_path)
         assert len(files) == 1 and files[0].parent.name.endswith(".v1")
         results = col.query(Q, k=10, nprobe=16, explain=True)

@@ -147,6 +147,7 @@ typedef struct vdb_ivf_lists {
     const size_t *sizes;
     const uint32_t *const *rows;
     const uint8_t *const *codes;
+    const float *const *norms;
 } vdb_ivf_lists;
 
 int vdb_ivfpq_search(int simd, const vdb_quantizer *q, const vdb_ivf_lists *lists,

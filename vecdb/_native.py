@@ -476,7 +476,8 @@ class Hnsw:
                      simd: Optional[str] = None) -> Tuple[np.ndarray, np.ndarray]:
         """``search`` with every distance read from code rows (ADC of ``quantizer``) instead
         of float rows: row r's code is ``code_segments[r >> code_shift][r & mask]`` (uint8
-        [rows, code_size] arrays). Distances are ADC distances: rescore with ``rescore``."""
+        [rows, code_size] arrays), or a ``code_rows`` result (then code_shift and n_rows are
+        ignored). Distances are ADC distances: rescore with ``rescore``."""
         ptr = self._graph()
         level = _simd_level(simd)
         if not isinstance(quantizer, Quantizer):
@@ -489,7 +490,9 @@ class Hnsw:
         k = _count(k, "k")
         ef = _count(ef, "ef")
         n_threads = _count(n_threads, "n_threads", 0, 2**31 - 1)
-        codes = _code_rows(code_segments, code_shift, n_rows, quantizer.code_size)
+        codes = code_segments if isinstance(code_segments, CodeRows) else \
+            code_rows(code_segments, code_shift, n_rows, quantizer.code_size)
+        n_rows = codes.ptr.n_rows
         allow_p = _bitset(allow, "allow", n_rows)
         deny_p = _bitset(deny, "deny", n_rows)
         counts = _stats(stats)
@@ -791,8 +794,8 @@ class Quantizer:
         return out
 
 
-class _CodeRows:
-    """A ``vdb_code_rows *`` with everything it points to."""
+class CodeRows:
+    """A ``vdb_code_rows *`` with everything it points to (from ``code_rows``)."""
 
     __slots__ = ("ptr", "_array", "_segments")
 
@@ -802,8 +805,11 @@ class _CodeRows:
         self._segments = segments
 
 
-def _code_rows(segments: Sequence[np.ndarray], shift: int, n_rows: int,
-               code_size: int) -> _CodeRows:
+def code_rows(segments: Sequence[np.ndarray], shift: int, n_rows: int,
+              code_size: int) -> CodeRows:
+    """The code rows [0, n_rows) of ``segments`` (uint8 [rows, code_size] arrays, row r in
+    ``segments[r >> shift]``), checked once: ``Hnsw.search_codes`` takes the result in place
+    of the segment list, so a caller searching the same rows again skips the checks."""
     n_rows = _count(n_rows, "n_rows", 0, 2**32 - 2)
     shift = _count(shift, "code_shift", 0, 31)
     needed = ((n_rows - 1) >> shift) + 1 if n_rows else 0
@@ -820,7 +826,15 @@ def _code_rows(segments: Sequence[np.ndarray], shift: int, n_rows: int,
         ptrs.append(ffi.from_buffer("uint8_t[]", seg))
     array = ffi.new("const uint8_t *[]", ptrs) if ptrs else ffi.NULL
     ptr = ffi.new("vdb_code_rows *", (array, needed, shift, n_rows, code_size))
-    return _CodeRows(ptr, array, ptrs)
+    return CodeRows(ptr, array, ptrs)
+
+
+def float_rows(segments: Sequence[np.ndarray], segment_shift: int, n_rows: int,
+               dim: int) -> _Rows:
+    """The float rows [0, n_rows) of ``segments`` (as ``flat_search`` takes them), checked
+    once: ``rescore`` takes the result in place of the segment list."""
+    return _rows(segments, _count(segment_shift, "segment_shift", 0, 63),
+                 _count(n_rows, "n_rows", 0, 2**63 - 1), dim, "segments")
 
 
 def rescore(segments: Sequence[np.ndarray], segment_shift: int, n_rows: int,
@@ -828,7 +842,8 @@ def rescore(segments: Sequence[np.ndarray], segment_shift: int, n_rows: int,
             simd: Optional[str] = None) -> Tuple[np.ndarray, np.ndarray]:
     """Exact top-k of each query among its candidate rows ``cand`` (int64 [nq, c]; -1 and
     rows >= n_rows are skipped): (rows int64 [nq, k], distances float32 [nq, k]) with the
-    distances flat_search computes."""
+    distances flat_search computes. ``segments`` may be a ``float_rows`` result (then
+    segment_shift and n_rows are ignored)."""
     level = _simd_level(simd)
     mt = _metric(metric)
     _float_matrix(queries, "queries")
@@ -839,8 +854,14 @@ def rescore(segments: Sequence[np.ndarray], segment_shift: int, n_rows: int,
                                    f"got {_describe(cand)}")
     k = _count(k, "k")
     n_threads = _count(n_threads, "n_threads", 0, 2**31 - 1)
-    rows = _rows(segments, _count(segment_shift, "segment_shift", 0, 63),
-                 _count(n_rows, "n_rows", 0, 2**63 - 1), dim, "queries")
+    if isinstance(segments, _Rows):
+        rows = segments
+        if rows.ptr.dim != dim:
+            raise InvalidArgumentError(f"queries: dim {dim} does not match the rows' "
+                                       f"{rows.ptr.dim}")
+    else:
+        rows = _rows(segments, _count(segment_shift, "segment_shift", 0, 63),
+                     _count(n_rows, "n_rows", 0, 2**63 - 1), dim, "queries")
     out_rows, rbuf = _out((nq, k), np.int64)
     out_dist, dbuf = _out((nq, k), np.float32)
     rc = lib.vdb_rescore(level, mt, rows.ptr, ffi.from_buffer("float[]", queries), nq,
@@ -854,22 +875,29 @@ def rescore(segments: Sequence[np.ndarray], segment_shift: int, n_rows: int,
 class IvfLists:
     """A snapshot of the inverted lists of an IVF-PQ index (``vdb_ivf_lists``): coarse
     centroids (float32 [nlist, dim]) and, per list i, the first ``sizes[i]`` entries of its
-    row numbers (uint32 [>= sizes[i]]) and of the PQ codes of the rows' residuals (uint8
-    [>= sizes[i], code_size]). Arrays may have spare capacity past their size, which a
-    writer may fill while searches run on the snapshot. Build one per change and share it
-    between queries; it keeps every array alive."""
+    row numbers (uint32 [>= sizes[i]]), of the PQ codes of the rows' residuals (uint8
+    [>= sizes[i], code_size]) and, optionally, of the squared norms |x^|^2 of the decoded
+    rows x^ = centroid + decoded residual (``norms``: float32 [>= sizes[i]]; None for an
+    empty list). With norms an L2 search builds one ADC table per query instead of one per
+    probed list (the distances then equal the ADC distances up to float rounding); under IP
+    they are ignored. Arrays may have spare capacity past their size, which a writer may fill
+    while searches run on the snapshot. Build one per change and share it between queries;
+    it keeps every array alive."""
 
     __slots__ = ("ptr", "nlist", "dim", "_keep")
 
     def __init__(self, centroids: np.ndarray, rows: Sequence[np.ndarray],
-                 codes: Sequence[np.ndarray], sizes: Sequence[int], code_size: int) -> None:
+                 codes: Sequence[np.ndarray], sizes: Sequence[int], code_size: int,
+                 norms: Optional[Sequence[Optional[np.ndarray]]] = None) -> None:
         _float_matrix(centroids, "centroids")
         nlist, self.dim = centroids.shape
         if not len(rows) == len(codes) == len(sizes) == nlist:
             raise InvalidArgumentError(f"rows, codes, sizes: expected {nlist} lists each, got "
                                        f"{len(rows)}, {len(codes)} and {len(sizes)}")
+        if norms is not None and len(norms) != nlist:
+            raise InvalidArgumentError(f"norms: expected {nlist} lists, got {len(norms)}")
         size_arr = np.array(sizes, dtype=np.uintp).reshape(nlist)
-        row_ptrs, code_ptrs = [], []
+        row_ptrs, code_ptrs, norm_ptrs = [], [], []
         for i in range(nlist):
             r, c, n = rows[i], codes[i], int(size_arr[i])
             if not isinstance(r, np.ndarray) or r.dtype != _U32 or r.ndim != 1 \
@@ -881,14 +909,29 @@ class IvfLists:
                 raise InvalidArgumentError(f"codes[{i}]: {c.shape[0]} code rows, {n} needed")
             row_ptrs.append(ffi.from_buffer("uint32_t[]", r))
             code_ptrs.append(ffi.from_buffer("uint8_t[]", c))
+            if norms is None:
+                continue
+            v = norms[i]
+            if v is None and n == 0:
+                norm_ptrs.append(ffi.NULL)
+                continue
+            if not isinstance(v, np.ndarray) or v.dtype != _F32 or v.ndim != 1 \
+                    or not v.flags.c_contiguous or v.shape[0] < n:
+                raise InvalidArgumentError(f"norms[{i}]: expected a 1-D C-contiguous float32 "
+                                           f"array of at least {n} entries, got {_describe(v)}")
+            norm_ptrs.append(ffi.from_buffer("float[]", v))
         cen = ffi.from_buffer("float[]", centroids)
         size_buf = ffi.from_buffer("size_t[]", size_arr)
         row_arr = ffi.new("const uint32_t *[]", row_ptrs) if nlist else ffi.NULL
         code_arr = ffi.new("const uint8_t *[]", code_ptrs) if nlist else ffi.NULL
+        norm_arr = ffi.new("const float *[]", norm_ptrs) if norms is not None and nlist \
+            else ffi.NULL
         self.nlist = nlist
-        self.ptr = ffi.new("vdb_ivf_lists *", (nlist, cen, size_buf, row_arr, code_arr))
-        self._keep = (centroids, list(rows), list(codes), size_arr, row_ptrs, code_ptrs, cen,
-                      size_buf, row_arr, code_arr)
+        self.ptr = ffi.new("vdb_ivf_lists *",
+                           (nlist, cen, size_buf, row_arr, code_arr, norm_arr))
+        self._keep = (centroids, list(rows), list(codes),
+                      None if norms is None else list(norms), size_arr, row_ptrs, code_ptrs,
+                      norm_ptrs, cen, size_buf, row_arr, code_arr, norm_arr)
 
 
 def ivfpq_search(quantizer: Quantizer, lists: IvfLists, n_rows: int, queries: np.ndarray,
@@ -930,4 +973,4 @@ def ivfpq_search(quantizer: Quantizer, lists: IvfLists, n_rows: int, queries: np
 __all__ = ["SIMD", "SIMD_LEVELS", "METRICS", "simd_supported",
            "distances", "flat_search", "bitset_count", "Hnsw", "hnsw_image_info", "hnsw_verify",
            "QUANT_KINDS", "kmeans", "kmeans_assign", "sq8_train", "pq_train", "Quantizer",
-           "rescore", "IvfLists", "ivfpq_search"]
+           "CodeRows", "code_rows", "float_rows", "rescore", "IvfLists", "ivfpq_search"]

@@ -133,6 +133,7 @@ class Codes:
         self._state: Optional[_State] = None
         self._saved_rows = -1
         self.trainings = 0
+        self._rows_cache: Optional[Tuple[Any, ...]] = None
 
     # -- state -------------------------------------------------------------------------------
 
@@ -282,14 +283,28 @@ class Codes:
         """Traverses the graph on the codes for k * rescore candidates, then rescores them
         exactly from the float32 rows. The caller checked covers(n_rows)."""
         state = self._state
+        codes, rows = self._checked_rows(state, views, shift, n_rows)
         n_cand = max(k, min(k * rescore, n_rows))
-        cand, _ = graph.search_codes(state.quantizer, state.segments, CODE_SHIFT, n_rows,
-                                     queries, n_cand, max(ef, n_cand), allow=allow, deny=deny,
+        cand, _ = graph.search_codes(state.quantizer, codes, CODE_SHIFT, n_rows, queries,
+                                     n_cand, max(ef, n_cand), allow=allow, deny=deny,
                                      n_threads=n_threads, stats=stats)
         if stats is not None:
             stats["rescored"] = stats.get("rescored", 0) + int((cand >= 0).sum())
-        return _native.rescore(views, shift, n_rows, queries, cand, k, self.kernel_metric,
+        return _native.rescore(rows, shift, n_rows, queries, cand, k, self.kernel_metric,
                                n_threads=n_threads)
+
+    def _checked_rows(self, state: _State, views: Sequence[np.ndarray], shift: int,
+                      n_rows: int) -> Tuple[_native.CodeRows, Any]:
+        """The checked code rows and float rows of [0, n_rows), built once per (state,
+        views, n_rows): a single query then skips re-checking every segment."""
+        cached = self._rows_cache
+        if cached is not None and cached[0] is state and cached[1] is views and \
+                cached[2] == n_rows:
+            return cached[3], cached[4]
+        codes = _native.code_rows(state.segments, CODE_SHIFT, n_rows, state.quantizer.code_size)
+        rows = _native.float_rows(views, shift, n_rows, self.dim)
+        self._rows_cache = (state, views, n_rows, codes, rows)
+        return codes, rows
 
     # -- checkpoint / stats ----------------------------------------------------------------------
 

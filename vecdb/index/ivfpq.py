@@ -1,5 +1,6 @@
 """IVF-PQ index of one collection: coarse k-means lists of PQ-coded residuals, for
-collections that must not hold a graph in RAM (m bytes of code + 4 of row id per vector).
+collections that must not hold a graph in RAM (m bytes of code, 4 of row id and, under L2
+and cosine, 4 of norm per vector).
 
 Life of the index of one collection generation:
   - untrained: fewer than ``config.rows_to_train`` rows were committed; queries scan
@@ -11,8 +12,13 @@ Life of the index of one collection generation:
 A query probes the nprobe lists closest to it (csrc/ivf.c), keeps the k * rescore best rows
 by ADC distance, and rescores them exactly from the float32 rows on disk.
 
+Under L2 (and cosine, whose unit rows are searched with L2 codes, see codes.code_metric)
+each list also keeps the norm term |x^|^2 - |c|^2 of every decoded row x^, so a query needs
+one ADC table instead of one per probed list (csrc/vecdb.h, vdb_ivf_lists): 4 more bytes per
+vector.
+
 The checkpoint ``ivfpq.vdbq`` (storage/arrayfile.py) holds centroids, codebooks, list
-sizes and the lists' rows and codes (concatenated in list order), and the training
+sizes and the lists' rows, codes and norms (concatenated in list order), and the training
 statistics; like every derived file it is rebuilt (trained again) when missing or damaged.
 
 Invariants:
@@ -57,6 +63,7 @@ class _Lists:
     quantizer: _native.Quantizer           # PQ of the residuals
     rows: List[np.ndarray]                 # per list: uint32 [capacity]
     codes: List[np.ndarray]                # per list: uint8 [capacity, m]
+    norms: Optional[List[np.ndarray]]      # L2: per list float32 [capacity], norm terms
     sizes: np.ndarray                      # int64 [nlist]
     covered: int = 0                       # rows [0, covered) are in the lists
     errors: ErrorStats = field(default_factory=ErrorStats)
@@ -68,8 +75,16 @@ class _Lists:
         return len(self.centroids)
 
     def publish(self) -> None:
-        self.snapshot = (_native.IvfLists(self.centroids, self.rows, self.codes,
-                                          self.sizes, self.quantizer.code_size), self.covered)
+        self.snapshot = (_native.IvfLists(self.centroids, self.rows, self.codes, self.sizes,
+                                          self.quantizer.code_size, norms=self.norms),
+                         self.covered)
+
+
+def _grown(a: np.ndarray, size: int, capacity: int) -> np.ndarray:
+    """A new array of capacity rows holding a's first size rows."""
+    out = np.empty((capacity,) + a.shape[1:], dtype=a.dtype)
+    out[:size] = a[:size]
+    return out
 
 
 class IvfPqIndex:
@@ -148,15 +163,20 @@ class IvfPqIndex:
                                           np.array(a["params"]), m=self.config.m)
             sizes = np.array(a["sizes"], dtype=np.int64)
             ends = np.cumsum(sizes)
+            with_norms = self.code_metric == "l2"
             if len(sizes) != len(centroids) or (len(ends) and ends[-1] != covered) or \
                     a["rows"].shape != (covered,) or \
                     a["codes"].shape != (covered, quantizer.code_size) or \
-                    (covered and int(a["rows"].max()) >= covered):
+                    (covered and int(a["rows"].max()) >= covered) or \
+                    (with_norms and a["norms"].shape != (covered,)):
                 return "its lists do not add up"
             starts = ends - sizes
-            lists = _Lists(centroids, quantizer,
-                           [a["rows"][s:e] for s, e in zip(starts, ends)],
-                           [a["codes"][s:e] for s, e in zip(starts, ends)], sizes, covered,
+
+            def split(name: str) -> List[np.ndarray]:
+                return [a[name][s:e] for s, e in zip(starts, ends)]
+
+            lists = _Lists(centroids, quantizer, split("rows"), split("codes"),
+                           split("norms") if with_norms else None, sizes, covered,
                            ErrorStats(float(meta["train_error"]), float(meta["recent_sum"]),
                                       int(meta["recent_n"])), int(meta["trained_rows"]))
         except (KeyError, TypeError, ValueError, VecDBError) as e:
@@ -204,6 +224,8 @@ class IvfPqIndex:
                        [np.empty(0, dtype=np.uint32) for _ in range(nlist)],
                        [np.empty((0, quantizer.code_size), dtype=np.uint8)
                         for _ in range(nlist)],
+                       [np.empty(0, dtype=np.float32) for _ in range(nlist)]
+                       if self.code_metric == "l2" else None,
                        np.zeros(nlist, dtype=np.int64),
                        errors=ErrorStats(float(err.mean(dtype=np.float64))),
                        trained_rows=n_rows)
@@ -227,26 +249,33 @@ class IvfPqIndex:
             codes, err = lists.quantizer.encode(residuals, errors=True)
             if measure:
                 lists.errors.add(err)
+            norms = None
+            if lists.norms is not None:  # 2 c.r^ + |r^|^2 (csrc/vecdb.h, vdb_ivf_lists)
+                r_hat = lists.quantizer.decode(codes)
+                norms = np.einsum("ij,ij->i", r_hat, 2 * lists.centroids[assign] + r_hat)
             order = np.argsort(assign, kind="stable")
             present, first = np.unique(assign[order], return_index=True)
             bounds = np.append(first, len(order))
             for j, li in enumerate(present.tolist()):
                 pick = order[bounds[j]:bounds[j + 1]]
-                self._append(lists, li, (pick + lo).astype(np.uint32), codes[pick])
+                self._append(lists, li, (pick + lo).astype(np.uint32), codes[pick],
+                             None if norms is None else norms[pick])
             lists.covered = hi
 
     @staticmethod
-    def _append(lists: _Lists, li: int, rows: np.ndarray, codes: np.ndarray) -> None:
+    def _append(lists: _Lists, li: int, rows: np.ndarray, codes: np.ndarray,
+                norms: Optional[np.ndarray]) -> None:
         size, n = int(lists.sizes[li]), len(rows)
-        if size + n > len(lists.rows[li]) or not lists.rows[li].flags.writeable:
+        if size + n > len(lists.rows[li]):  # (a loaded list has no spare room: always here)
             cap = max(16, 2 * (size + n))
-            grown_rows = np.empty(cap, dtype=np.uint32)
-            grown_rows[:size] = lists.rows[li][:size]
-            grown_codes = np.empty((cap, codes.shape[1]), dtype=np.uint8)
-            grown_codes[:size] = lists.codes[li][:size]
-            lists.rows[li], lists.codes[li] = grown_rows, grown_codes
+            lists.rows[li] = _grown(lists.rows[li], size, cap)
+            lists.codes[li] = _grown(lists.codes[li], size, cap)
+            if norms is not None:
+                lists.norms[li] = _grown(lists.norms[li], size, cap)
         lists.rows[li][size:size + n] = rows
         lists.codes[li][size:size + n] = codes
+        if norms is not None:
+            lists.norms[li][size:size + n] = norms
         lists.sizes[li] = size + n
 
     # -- search ------------------------------------------------------------------------------
@@ -314,9 +343,12 @@ class IvfPqIndex:
             np.empty(0, dtype=np.uint32)
         codes = np.concatenate([c[:s] for c, s in zip(lists.codes, sizes)]) if total else \
             np.empty((0, lists.quantizer.code_size), dtype=np.uint8)
-        arrayfile.save(self.path, MAGIC, VERSION, meta,
-                       {"centroids": lists.centroids, "params": lists.quantizer.params,
-                        "sizes": sizes, "rows": rows, "codes": codes}, fsync=self.fsync)
+        arrays = {"centroids": lists.centroids, "params": lists.quantizer.params,
+                  "sizes": sizes, "rows": rows, "codes": codes}
+        if lists.norms is not None:
+            arrays["norms"] = np.concatenate([a[:s] for a, s in zip(lists.norms, sizes)]) \
+                if total else np.empty(0, dtype=np.float32)
+        arrayfile.save(self.path, MAGIC, VERSION, meta, arrays, fsync=self.fsync)
         self._saved = lists.covered
         return True
 
@@ -325,7 +357,8 @@ class IvfPqIndex:
         out: Dict[str, Any] = {**self.config.to_dict(), "trained": lists is not None,
                                "rows_to_train": self.config.rows_to_train,
                                "trainings": self.trainings,
-                               "code_bytes_per_vector": self.config.m,
+                               "code_bytes_per_vector": self.config.m +
+                               (4 if self.code_metric == "l2" else 0),
                                "graph_bytes_per_vector": 0, "id_bytes_per_vector": 4}
         if lists is not None:
             sizes = lists.sizes
