@@ -133,6 +133,29 @@ def during(main, step, *, threads: int = 3) -> None:
 # -- fixtures --------------------------------------------------------------------------------
 
 
+def result_ids(results) -> np.ndarray:
+    """int [nq, k] ids of a list of Results (one per query)."""
+    return np.array([r.ids.tolist() for r in results])
+
+
+def add_in_batches(col, X, start, stop, step=None, metadatas=None) -> None:
+    """Adds rows [start, stop) of X with ids start.. in batches of step (default: one)."""
+    step = step or (stop - start)
+    for s in range(start, stop, step):
+        e = min(stop, s + step)
+        col.add(ids=list(range(s, e)), vectors=X[s:e],
+                metadatas=None if metadatas is None else metadatas[s:e])
+
+
+def flip_bytes(path, offset, count=16) -> None:
+    """Damages a file: inverts count bytes at offset."""
+    with open(path, "r+b") as f:
+        f.seek(offset)
+        data = bytearray(f.read(count))
+        f.seek(offset)
+        f.write(bytes(b ^ 0xFF for b in data))
+
+
 @pytest.fixture
 def db_path(tmp_path):
     """Path of a database directory that does not exist yet."""

@@ -15,8 +15,8 @@ import numpy as np
 import pytest
 
 import vecdb
-from conftest import (assert_exact_distances, clustered_vectors, during, exact_topk,
-                      recall_at_k)
+from conftest import (add_in_batches, assert_exact_distances, clustered_vectors, during,
+                      exact_topk, flip_bytes, recall_at_k, result_ids)
 from vecdb.query import planner
 
 DIM = 32
@@ -40,31 +40,18 @@ def graph_always(monkeypatch):
     monkeypatch.setattr(planner, "EXACT_SCAN_BELOW", 0)
 
 
-def _ids(results) -> np.ndarray:
-    return np.array([r.ids.tolist() for r in results])
 
 
 def _qstats(col) -> dict:
     return col.stats()["index"]["quantization"]
 
 
-def _add(col, X, start, stop, step=None):
-    step = step or (stop - start)
-    for s in range(start, stop, step):
-        e = min(stop, s + step)
-        col.add(ids=list(range(s, e)), vectors=X[s:e])
 
 
 def _codes_files(db_path):
     return sorted((db_path / "collections").glob("*/codes.vdbq"))
 
 
-def _flip(path, offset, count=16):
-    with open(path, "r+b") as f:
-        f.seek(offset)
-        data = bytearray(f.read(count))
-        f.seek(offset)
-        f.write(bytes(b ^ 0xFF for b in data))
 
 
 # -- recall and exact distances ----------------------------------------------------------------
@@ -80,13 +67,13 @@ def test_recall_and_exact_distances_after_rescoring(db, kind, metric):
     q = vecdb.SQ8(train_size=2000) if kind == "sq8" else vecdb.PQ(m=16, train_size=3000)
     col = db.create_collection("c", dim=DIM, metric=metric, index=FAST, quantization=q)
     assert col.quantization == q
-    _add(col, X, 0, 8000, 2000)
+    add_in_batches(col, X, 0, 8000, 2000)
     qs = _qstats(col)
     assert qs["trained"] and qs["encoded_rows"] == 8000 and qs["trainings"] == 1
     truth, _ = exact_topk(X, Q, 10, metric)
     results = col.query(Q, k=10)
     assert all(len(r) == 10 for r in results)
-    assert recall_at_k(_ids(results), truth) >= 0.95
+    assert recall_at_k(result_ids(results), truth) >= 0.95
     # rescoring: the distances are the float32 ones, not ADC approximations
     assert_exact_distances(results, X, Q, metric)
     for r in results:
@@ -104,7 +91,7 @@ def test_graph_on_codes_matches_exhaustive_adc(db, kind):
     X, Q = clustered_vectors(8000, DIM, n_queries=100, seed=15)
     q = quant(kind)
     col = db.create_collection("c", dim=DIM, metric="cosine", index=FAST, quantization=q)
-    _add(col, X, 0, 8000, 4000)
+    add_in_batches(col, X, 0, 8000, 4000)
     state = col._rows.index.codes._state
     codes = np.ascontiguousarray(np.concatenate(state.segments)[:8000])
     Xn = X / np.linalg.norm(X, axis=1, keepdims=True)
@@ -118,7 +105,7 @@ def test_graph_on_codes_matches_exhaustive_adc(db, kind):
         reference.append(cand[np.argsort(true[i, cand], kind="stable")[:k]])
     truth, _ = exact_topk(X, Q, k, "cosine")
     ref_recall = recall_at_k(np.array(reference), truth)
-    found = _ids(col.query(Q, k=k))
+    found = result_ids(col.query(Q, k=k))
     assert recall_at_k(found, truth) >= ref_recall - 0.02, (recall_at_k(found, truth), ref_recall)
     same = np.mean([len(set(f) & set(r)) / k for f, r in zip(found.tolist(), reference)])
     assert same >= 0.97, same
@@ -135,7 +122,7 @@ def test_training_happens_on_the_batch_that_reaches_train_size(db, graph_always,
     X, Q = clustered_vectors(total, DIM, n_queries=50, seed=2)
     col = db.create_collection("c", dim=DIM, metric="l2", index=FAST, quantization=q)
 
-    _add(col, X, 0, first)
+    add_in_batches(col, X, 0, first)
     st = col.stats()
     qs = st["index"]["quantization"]
     assert (qs["trained"], qs["encoded_rows"], qs["trainings"]) == (False, 0, 0)
@@ -143,14 +130,14 @@ def test_training_happens_on_the_batch_that_reaches_train_size(db, graph_always,
     report = col.query(Q[:3], k=10, explain=True)[0].explain
     assert report["plan"] == "hnsw" and report["rescored"] == 0
 
-    _add(col, X, first, trained_at)  # this batch crosses train_size: trained on it
+    add_in_batches(col, X, first, trained_at)  # this batch crosses train_size: trained on it
     st = col.stats()
     qs = st["index"]["quantization"]
     assert qs["trained"] and qs["trainings"] == 1
     assert qs["trained_rows"] == trained_at and qs["encoded_rows"] == trained_at
     assert st["code_bytes_per_vector"] == expected_code_bytes(kind, "l2")
 
-    _add(col, X, trained_at, total)  # encoded on add, no new training
+    add_in_batches(col, X, trained_at, total)  # encoded on add, no new training
     qs = _qstats(col)
     assert qs["trainings"] == 1 and qs["trained_rows"] == trained_at
     assert qs["encoded_rows"] == total == col.count()
@@ -161,7 +148,7 @@ def test_training_happens_on_the_batch_that_reaches_train_size(db, graph_always,
         assert res[0].id == i and abs(res[0].distance) < 1e-3, (i, res.ids.tolist())
     truth, _ = exact_topk(X, Q, 10, "l2")
     results = col.query(Q, k=10)
-    assert recall_at_k(_ids(results), truth) >= 0.95
+    assert recall_at_k(result_ids(results), truth) >= 0.95
     assert_exact_distances(results, X, Q, "l2")
     assert col.query(Q[:2], k=10, explain=True)[0].explain["rescored"] > 0
 
@@ -204,8 +191,8 @@ def test_reopen_keeps_codes_without_retraining(db_path, graph_always, kind):
     q = quant(kind)
     with vecdb.open(db_path) as db:
         col = db.create_collection("c", dim=DIM, metric="cosine", index=FAST, quantization=q)
-        _add(col, X, 0, 4000)       # trains (and checkpoints) here
-        _add(col, X, 4000, 5000)    # encoded after training; checkpointed at close
+        add_in_batches(col, X, 0, 4000)       # trains (and checkpoints) here
+        add_in_batches(col, X, 4000, 5000)    # encoded after training; checkpointed at close
         before = col.query(Q, k=10)
         assert _qstats(col)["trainings"] == 1
     assert len(_codes_files(db_path)) == 1
@@ -223,7 +210,7 @@ def test_reopen_keeps_codes_without_retraining(db_path, graph_always, kind):
             for a, b in zip(after, before):
                 np.testing.assert_allclose(a.distances, b.distances, rtol=1e-6, atol=1e-7)
             assert col.query(Q[:2], k=10, explain=True)[0].explain["rescored"] > 0
-            _add(col, X, 5000, 5500)
+            add_in_batches(col, X, 5000, 5500)
             qs = _qstats(col)
             assert qs["encoded_rows"] == 5500 and qs["trainings"] == 0
             assert col.query(X[5400], k=3)[0].id == 5400
@@ -242,8 +229,8 @@ def test_missing_graph_checkpoint_does_not_retrain_codes(db_path, graph_always, 
     with vecdb.open(db_path) as db:
         col = db.create_collection("c", dim=DIM, metric="l2", index=FAST,
                                    quantization=quant("pq"))
-        _add(col, X, 0, 3500)     # trained on 3,500 rows
-        _add(col, X, 3500, 5000)  # encoded with that quantizer
+        add_in_batches(col, X, 0, 3500)     # trained on 3,500 rows
+        add_in_batches(col, X, 3500, 5000)  # encoded with that quantizer
     os.remove(next((db_path / "collections").glob("*/hnsw.graph")))
     (codes_file,) = _codes_files(db_path)
     saved = codes_file.read_bytes()
@@ -270,11 +257,11 @@ def test_damaged_codes_checkpoint_warns_and_retrains(db_path, graph_always, kind
     with vecdb.open(db_path) as db:
         col = db.create_collection("c", dim=DIM, metric="l2", index=FAST,
                                    quantization=quant(kind))
-        _add(col, X, 0, 5000)
-        recall_before = recall_at_k(_ids(col.query(Q, k=10)), truth)
+        add_in_batches(col, X, 0, 5000)
+        recall_before = recall_at_k(result_ids(col.query(Q, k=10)), truth)
     (codes_file,) = _codes_files(db_path)
     size = codes_file.stat().st_size
-    _flip(codes_file, 8 if where == "header" else size // 2)
+    flip_bytes(codes_file, 8 if where == "header" else size // 2)
     db = vecdb.open(db_path)
     try:
         with pytest.warns(RuntimeWarning, match="codes"):
@@ -283,7 +270,7 @@ def test_damaged_codes_checkpoint_warns_and_retrains(db_path, graph_always, kind
         qs = _qstats(col)
         assert qs["trained"] and qs["trainings"] == 1 and qs["encoded_rows"] == 5000
         results = col.query(Q, k=10)
-        assert recall_at_k(_ids(results), truth) >= min(0.95, recall_before - 0.02)
+        assert recall_at_k(result_ids(results), truth) >= min(0.95, recall_before - 0.02)
         assert_exact_distances(results, X, Q, "l2")
     finally:
         db.close()
@@ -303,12 +290,12 @@ def test_rescore_knob(db, graph_always):
     # coarse codes (8 dims per byte): the ADC order alone is poor, rescoring repairs it
     col = db.create_collection("c", dim=DIM, metric="l2", index=FAST,
                                quantization=vecdb.PQ(m=4, rescore=10, train_size=3000))
-    _add(col, X, 0, 6000, 3000)
+    add_in_batches(col, X, 0, 6000, 3000)
     truth, _ = exact_topk(X, Q, 10, "l2")
     recalls = {}
     for r in (1, 5, 20):
         results = col.query(Q, k=10, rescore=r)
-        recalls[r] = recall_at_k(_ids(results), truth)
+        recalls[r] = recall_at_k(result_ids(results), truth)
         assert_exact_distances(results, X, Q, "l2")
         report = col.query(Q[:4], k=10, rescore=r, explain=True)[0].explain
         assert report["rescored"] == 4 * 10 * r
@@ -376,9 +363,9 @@ def test_optimize_trains_an_untrained_collection(db_path, graph_always, kind):
             col.add(ids=list(range(100)), vectors=X[:100])
             report = col.optimize()
             assert report["trained"] is False and not _qstats(col)["trained"]
-            _add(col, X, 100, 3000)
+            add_in_batches(col, X, 100, 3000)
         else:
-            _add(col, X, 0, 3000)
+            add_in_batches(col, X, 0, 3000)
         assert not _qstats(col)["trained"]
         report = col.optimize()
         assert report["trained"] is True and report["rows"] == 3000
@@ -388,11 +375,11 @@ def test_optimize_trains_an_untrained_collection(db_path, graph_always, kind):
         truth, _ = exact_topk(X[:3000], Q, 10, "l2")
         results = col.query(Q, k=10, explain=True)
         assert results[0].explain["rescored"] > 0
-        assert recall_at_k(_ids(results), truth) >= 0.95
+        assert recall_at_k(result_ids(results), truth) >= 0.95
         assert_exact_distances(results, X, Q, "l2")
         again = col.optimize()
         assert again["trained"] is False and _qstats(col)["trainings"] == 1
-        _add(col, X, 3000, 3500)  # trained: new rows are encoded on add
+        add_in_batches(col, X, 3000, 3500)  # trained: new rows are encoded on add
         assert _qstats(col)["encoded_rows"] == 3500
     with warnings.catch_warnings():
         warnings.simplefilter("error")
@@ -417,13 +404,13 @@ def test_optimize_retrains_on_drift_only(db, graph_always, kind):
     X[6000:] += 10.0  # the last 2,000 rows come from a shifted distribution
     Qs = Q + 10.0
     col = db.create_collection("c", dim=DIM, metric="l2", index=FAST, quantization=quant(kind))
-    _add(col, X, 0, 4000)
+    add_in_batches(col, X, 0, 4000)
     assert _qstats(col)["trainings"] == 1
-    _add(col, X, 4000, 6000)  # 2,000 more rows of the same distribution: no drift
+    add_in_batches(col, X, 4000, 6000)  # 2,000 more rows of the same distribution: no drift
     report = col.optimize()
     assert report["trained"] is False, report
     assert _qstats(col)["trainings"] == 1
-    _add(col, X, 6000, 8000)  # 2,000 rows shifted by +10 in every dimension: drift
+    add_in_batches(col, X, 6000, 8000)  # 2,000 rows shifted by +10 in every dimension: drift
     report = col.optimize()
     assert report["trained"] is True and report["rows"] == 8000, report
     qs = _qstats(col)
@@ -433,7 +420,7 @@ def test_optimize_retrains_on_drift_only(db, graph_always, kind):
     assert _qstats(col)["trainings"] == 3
     truth, _ = exact_topk(X, np.vstack([Q, Qs]), 10, "l2")
     results = col.query(np.vstack([Q, Qs]), k=10)
-    assert recall_at_k(_ids(results), truth) >= 0.95
+    assert recall_at_k(result_ids(results), truth) >= 0.95
     assert_exact_distances(results, X, np.vstack([Q, Qs]), "l2")
 
 
@@ -476,7 +463,7 @@ def test_deletes_and_vacuum(db_path, graph_always, kind):
     with vecdb.open(db_path, auto_vacuum=None) as db:
         col = db.create_collection("c", dim=DIM, metric="l2", index=FAST,
                                    quantization=quant(kind))
-        _add(col, X, 0, n, 3500)
+        add_in_batches(col, X, 0, n, 3500)
         deleted = list(range(0, n, 3))
         col.delete(deleted)
         alive = np.ones(n, bool)
@@ -492,7 +479,7 @@ def test_deletes_and_vacuum(db_path, graph_always, kind):
         results = col.query(np.vstack([Q, X[deleted[:20]]]), k=10)
         for r in results:
             assert len(r) == 10 and not set(r.ids.tolist()) & set(deleted)
-        assert recall_at_k(_ids(results[:len(Q)]), truth) >= 0.95
+        assert recall_at_k(result_ids(results[:len(Q)]), truth) >= 0.95
         assert_exact_distances(results, X, np.vstack([Q, X[deleted[:20]]]), "l2")
         for j in (0, 5, 10):
             assert col.query(targets[j], k=1)[0].id == moved[j]
@@ -512,7 +499,7 @@ def test_deletes_and_vacuum(db_path, graph_always, kind):
         assert len(files) == 1 and files[0].parent.name.endswith(".v1")
         results = col.query(Q, k=10, explain=True)
         assert results[0].explain["rescored"] > 0
-        assert recall_at_k(_ids(results), truth) >= 0.95
+        assert recall_at_k(result_ids(results), truth) >= 0.95
         assert_exact_distances(results, X, Q, "l2")
         col.add(ids=[n], vectors=extra)  # encoded on add in the new generation
         assert _qstats(col)["encoded_rows"] == live + 1
@@ -533,18 +520,18 @@ def test_readonly_handle_sees_new_rows_and_answers_with_codes(db_path, graph_alw
     with vecdb.open(db_path) as db:
         col = db.create_collection("c", dim=DIM, metric="l2", index=FAST,
                                    quantization=quant("pq"))
-        _add(col, X, 0, 3500)  # trained and checkpointed
+        add_in_batches(col, X, 0, 3500)  # trained and checkpointed
         with vecdb.open(db_path, readonly=True) as ro:
             rcol = ro.get_collection("c")
             qs = _qstats(rcol)
             assert qs["trained"] and qs["trainings"] == 0 and qs["encoded_rows"] == 3500
-            _add(col, X, 3500, 6000, 1250)
+            add_in_batches(col, X, 3500, 6000, 1250)
             assert rcol.count() == 6000
             for i in (10, 3499, 3500, 4999, 5999):
                 assert rcol.query(X[i], k=5)[0].id == i
             results = rcol.query(Q, k=10, explain=True)
             assert results[0].explain["rescored"] > 0
-            assert recall_at_k(_ids(results), truth) >= 0.95
+            assert recall_at_k(result_ids(results), truth) >= 0.95
             assert_exact_distances(results, X, Q, "l2")
             qs = _qstats(rcol)
             assert qs["encoded_rows"] == 6000 and qs["trainings"] == 0
@@ -558,17 +545,17 @@ def test_readonly_handle_opened_before_training(db_path, graph_always):
     with vecdb.open(db_path) as db:
         col = db.create_collection("c", dim=DIM, metric="l2", index=FAST,
                                    quantization=quant("sq8"))
-        _add(col, X, 0, 1000)
+        add_in_batches(col, X, 0, 1000)
         with vecdb.open(db_path, readonly=True) as ro:
             rcol = ro.get_collection("c")
             assert not _qstats(rcol)["trained"]
-            _add(col, X, 1000, 5000)  # the writer trains
+            add_in_batches(col, X, 1000, 5000)  # the writer trains
             assert _qstats(col)["trained"]
             assert rcol.count() == 5000
             results = rcol.query(Q, k=10, explain=True)
             assert results[0].explain["rescored"] > 0
             assert _qstats(rcol)["trained"] and _qstats(rcol)["encoded_rows"] == 5000
-            assert recall_at_k(_ids(results), truth) >= 0.95
+            assert recall_at_k(result_ids(results), truth) >= 0.95
             assert_exact_distances(results, X, Q, "l2")
 
 
@@ -604,9 +591,9 @@ def test_constant_dimensions_quantize_cleanly(db, graph_always, kind):
     Q[:, 20] = 5.0
     q = vecdb.SQ8(train_size=1000) if kind == "sq8" else vecdb.PQ(m=8, train_size=1000)
     col = db.create_collection("c", dim=DIM, metric="l2", index=FAST, quantization=q)
-    _add(col, X, 0, 3000)
+    add_in_batches(col, X, 0, 3000)
     assert _qstats(col)["trained"] and np.isfinite(_qstats(col)["train_error"])
     truth, _ = exact_topk(X, Q, 10, "l2")
     results = col.query(Q, k=10)
-    assert recall_at_k(_ids(results), truth) >= 0.95
+    assert recall_at_k(result_ids(results), truth) >= 0.95
     assert_exact_distances(results, X, Q, "l2")

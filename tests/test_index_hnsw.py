@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 import vecdb
-from conftest import Child, clustered_vectors, during, exact_topk, recall_at_k
+from conftest import Child, clustered_vectors, during, exact_topk, flip_bytes, recall_at_k
 from vecdb.index import hnsw as hnsw_module
 from vecdb.query import planner
 
@@ -135,12 +135,6 @@ def test_sigkill_during_inserts_replays_tail(db_path, graph_always):
             assert col.query(v, k=1)[0].id == i
 
 
-def _flip(path, offset, count=16):
-    with open(path, "r+b") as f:
-        f.seek(offset)
-        data = bytearray(f.read(count))
-        f.seek(offset)
-        f.write(bytes(b ^ 0xFF for b in data))
 
 
 @pytest.mark.parametrize("where", ["header", "body"])
@@ -153,7 +147,7 @@ def test_corrupt_checkpoint_is_detected_and_rebuilt(db_path, graph_always, where
         recall_before = recall_at_k(np.array(_ids(col.query(Q, k=10))), truth)
     graph_file = next((db_path / "collections").glob("*/hnsw.graph"))
     size = graph_file.stat().st_size
-    _flip(graph_file, 8 if where == "header" else size // 2)
+    flip_bytes(graph_file, 8 if where == "header" else size // 2)
     with vecdb.open(db_path) as db:
         with pytest.warns(RuntimeWarning, match="rebuilding"):
             col = db.get_collection("c")

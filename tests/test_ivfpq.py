@@ -14,8 +14,9 @@ import numpy as np
 import pytest
 
 import vecdb
-from conftest import (assert_exact_distances, clustered_vectors, clustered_vectors_with_labels,
-                      during, exact_distances, exact_topk, recall_at_k)
+from conftest import (add_in_batches, assert_exact_distances, clustered_vectors,
+                      clustered_vectors_with_labels, during, exact_distances, exact_topk,
+                      flip_bytes, recall_at_k, result_ids)
 from vecdb.query import planner
 
 DIM = 32
@@ -29,32 +30,18 @@ def no_small_scan(monkeypatch):
     monkeypatch.setattr(planner, "EXACT_SCAN_BELOW", 0)
 
 
-def _ids(results) -> np.ndarray:
-    return np.array([r.ids.tolist() for r in results])
 
 
 def _istats(col) -> dict:
     return col.stats()["index"]
 
 
-def _add(col, X, start, stop, step=None, metadatas=None):
-    step = step or (stop - start)
-    for s in range(start, stop, step):
-        e = min(stop, s + step)
-        col.add(ids=list(range(s, e)), vectors=X[s:e],
-                metadatas=None if metadatas is None else metadatas[s:e])
 
 
 def _ivf_files(db_path):
     return sorted((db_path / "collections").glob("*/ivfpq.vdbq"))
 
 
-def _flip(path, offset, count=16):
-    with open(path, "r+b") as f:
-        f.seek(offset)
-        data = bytearray(f.read(count))
-        f.seek(offset)
-        f.write(bytes(b ^ 0xFF for b in data))
 
 
 @pytest.mark.parametrize("metric", ["l2", "cosine"])
@@ -62,7 +49,7 @@ def test_exact_until_trained_then_ivfpq(db, no_small_scan, metric):
     X, Q = clustered_vectors(8000, DIM, n_queries=100, seed=21)
     col = db.create_collection("c", dim=DIM, metric=metric, index=IVF)
     assert col.index == IVF and col.quantization is None
-    _add(col, X, 0, 1500)
+    add_in_batches(col, X, 0, 1500)
     st = col.stats()
     assert st["index"]["type"] == "ivfpq" and st["index"]["trained"] is False
     assert st["code_bytes_per_vector"] == 4 * DIM and st["graph_bytes_per_vector"] == 0
@@ -70,9 +57,9 @@ def test_exact_until_trained_then_ivfpq(db, no_small_scan, metric):
     results = col.query(Q, k=10, explain=True)
     assert results[0].explain["plan"] == "exact"
     assert col.explain(Q[0], k=10)["plan"] == "exact"
-    assert recall_at_k(_ids(results), truth) == 1.0
+    assert recall_at_k(result_ids(results), truth) == 1.0
 
-    _add(col, X, 1500, 8000, 3250)  # the first of these batches reaches train_size
+    add_in_batches(col, X, 1500, 8000, 3250)  # the first of these batches reaches train_size
     st = col.stats()
     assert st["index"]["trained"] is True and st["index"]["trainings"] == 1
     assert st["index"]["trained_rows"] == 4750 and st["index"]["covered_rows"] == 8000
@@ -86,7 +73,7 @@ def test_exact_until_trained_then_ivfpq(db, no_small_scan, metric):
     results = col.query(Q, k=10, nprobe=16, explain=True)
     assert results[0].explain["plan"] == "ivfpq" and results[0].explain["nprobe"] == 16
     assert all(len(r) == 10 for r in results)
-    assert recall_at_k(_ids(results), truth) >= 0.95
+    assert recall_at_k(result_ids(results), truth) >= 0.95
     assert_exact_distances(results, X, Q, metric)  # rescored: no ADC distance leaks out
     for i in (0, 1499, 1500, 7999):  # rows from before and after training
         assert col.query(X[i], k=3)[0].id == i
@@ -99,7 +86,7 @@ def test_full_probe_matches_exhaustive_adc_with_rescoring(db, no_small_scan):
     X, Q = clustered_vectors(6000, DIM, n_queries=100, seed=22)
     config = vecdb.IVFPQ(nlist=32, m=4, nprobe=1, rescore=2, train_size=2000)  # coarse codes
     col = db.create_collection("c", dim=DIM, metric="l2", index=config)
-    _add(col, X, 0, 6000, 3000)
+    add_in_batches(col, X, 0, 6000, 3000)
     k, n_cand = 10, 10 * config.rescore
     lists = col._rows.index._lists
     recon = np.full_like(X, np.nan)
@@ -117,12 +104,12 @@ def test_full_probe_matches_exhaustive_adc_with_rescoring(db, no_small_scan):
         reference.append(cand[np.argsort(true[i, cand], kind="stable")[:k]])
     truth, _ = exact_topk(X, Q, k, "l2")
     ref_recall = recall_at_k(np.array(reference), truth)
-    full = recall_at_k(_ids(col.query(Q, k=k, nprobe=config.nlist)), truth)
-    one = recall_at_k(_ids(col.query(Q, k=k, nprobe=1)), truth)
+    full = recall_at_k(result_ids(col.query(Q, k=k, nprobe=config.nlist)), truth)
+    one = recall_at_k(result_ids(col.query(Q, k=k, nprobe=1)), truth)
     assert abs(full - ref_recall) <= 0.02, (full, ref_recall)
     assert full >= one - 0.01, (full, one)
     # per query, the full probe finds what the reference finds (ADC ties aside)
-    found = _ids(col.query(Q, k=k, nprobe=config.nlist))
+    found = result_ids(col.query(Q, k=k, nprobe=config.nlist))
     same = np.mean([len(set(f) & set(r)) / k for f, r in zip(found.tolist(), reference)])
     assert same >= 0.97, same
 
@@ -130,9 +117,9 @@ def test_full_probe_matches_exhaustive_adc_with_rescoring(db, no_small_scan):
 def test_knobs(db, no_small_scan):
     X, Q = clustered_vectors(4000, DIM, n_queries=20, seed=24)
     col = db.create_collection("c", dim=DIM, metric="l2", index=IVF)
-    _add(col, X, 0, 4000)
+    add_in_batches(col, X, 0, 4000)
     truth, _ = exact_topk(X, Q, 10, "l2")
-    assert recall_at_k(_ids(col.query(Q, k=10, nprobe=1000, rescore=30)), truth) >= 0.99
+    assert recall_at_k(result_ids(col.query(Q, k=10, nprobe=1000, rescore=30)), truth) >= 0.99
     for bad in (0, -2, 1.5, "x"):
         with pytest.raises(vecdb.InvalidArgumentError, match="nprobe"):
             col.query(Q[0], k=10, nprobe=bad)
@@ -146,7 +133,7 @@ def test_filters_return_only_matches(db, no_small_scan):
     metas = [{"c": i % 10, "g": int(labels[i]) % 5, "rare": i % 200 == 3, "i": i}
              for i in range(n)]
     col = db.create_collection("c", dim=DIM, metric="l2", index=IVF)
-    _add(col, X, 0, n, 4000, metadatas=metas)
+    add_in_batches(col, X, 0, n, 4000, metadatas=metas)
     assert _istats(col)["trained"]
     ids = np.arange(n)
     g = labels % 5
@@ -176,7 +163,7 @@ def test_deletes_upserts_and_vacuum(db_path, no_small_scan):
     X, Q = clustered_vectors(n, DIM, n_queries=50, seed=25)
     with vecdb.open(db_path, auto_vacuum=None) as db:
         col = db.create_collection("c", dim=DIM, metric="l2", index=IVF)
-        _add(col, X, 0, n, 3000)
+        add_in_batches(col, X, 0, n, 3000)
         deleted = list(range(0, n, 3))
         col.delete(deleted)
         moved = list(range(1, n, 50))
@@ -196,7 +183,7 @@ def test_deletes_upserts_and_vacuum(db_path, no_small_scan):
                 if h.id in moved:
                     assert h.distance > 1000
         truth, _ = exact_topk(Xnow, Q, 10, "l2", mask=alive)
-        assert recall_at_k(_ids(results[:len(Q)]), truth) >= 0.95
+        assert recall_at_k(result_ids(results[:len(Q)]), truth) >= 0.95
         assert col.query(far[3], k=1)[0].id == moved[3]
 
         col.vacuum()
@@ -209,7 +196,7 @@ def test_deletes_upserts_and_vacuum(db_path, no_small_scan):
         assert len(files) == 1 and files[0].parent.name.endswith(".v1")
         results = col.query(Q, k=10, nprobe=16, explain=True)
         assert results[0].explain["plan"] == "ivfpq"
-        assert recall_at_k(_ids(results), truth) >= 0.95
+        assert recall_at_k(result_ids(results), truth) >= 0.95
         assert_exact_distances(results, Xnow, Q, "l2")
 
 
@@ -217,8 +204,8 @@ def test_reopen_without_retraining(db_path, no_small_scan):
     X, Q = clustered_vectors(6000, DIM, n_queries=40, seed=26)
     with vecdb.open(db_path) as db:
         col = db.create_collection("c", dim=DIM, metric="cosine", index=IVF)
-        _add(col, X, 0, 3000)       # trained and checkpointed here
-        _add(col, X, 3000, 5000)    # added to the lists; checkpointed at close
+        add_in_batches(col, X, 0, 3000)       # trained and checkpointed here
+        add_in_batches(col, X, 3000, 5000)    # added to the lists; checkpointed at close
         before = col.query(Q, k=10)
         assert _istats(col)["trainings"] == 1
     assert len(_ivf_files(db_path)) == 1
@@ -233,7 +220,7 @@ def test_reopen_without_retraining(db_path, no_small_scan):
             assert [r.ids.tolist() for r in after] == [r.ids.tolist() for r in before]
             for a, b in zip(after, before):
                 np.testing.assert_allclose(a.distances, b.distances, rtol=1e-6, atol=1e-7)
-            _add(col, X, 5000, 6000)
+            add_in_batches(col, X, 5000, 6000)
             assert _istats(col)["covered_rows"] == 6000 and _istats(col)["trainings"] == 0
             assert col.query(X[5500], k=3)[0].id == 5500
     with warnings.catch_warnings():
@@ -251,9 +238,9 @@ def test_damaged_checkpoint_warns_and_retrains(db_path, no_small_scan, where):
     truth, _ = exact_topk(X, Q, 10, "l2")
     with vecdb.open(db_path) as db:
         col = db.create_collection("c", dim=DIM, metric="l2", index=IVF)
-        _add(col, X, 0, 5000)
+        add_in_batches(col, X, 0, 5000)
     (ivf_file,) = _ivf_files(db_path)
-    _flip(ivf_file, 8 if where == "header" else ivf_file.stat().st_size // 2)
+    flip_bytes(ivf_file, 8 if where == "header" else ivf_file.stat().st_size // 2)
     db = vecdb.open(db_path)
     try:
         with pytest.warns(RuntimeWarning, match="IVF-PQ"):
@@ -263,7 +250,7 @@ def test_damaged_checkpoint_warns_and_retrains(db_path, no_small_scan, where):
         assert st["trained"] and st["trainings"] == 1 and st["covered_rows"] == 5000
         results = col.query(Q, k=10, nprobe=16, explain=True)
         assert results[0].explain["plan"] == "ivfpq"
-        assert recall_at_k(_ids(results), truth) >= 0.95
+        assert recall_at_k(result_ids(results), truth) >= 0.95
         assert_exact_distances(results, X, Q, "l2")
     finally:
         db.close()
@@ -279,20 +266,20 @@ def test_optimize_trains_and_retrains_on_drift(db, no_small_scan):
     Qs = Q + 10.0
     col = db.create_collection("c", dim=DIM, metric="l2",
                                index=vecdb.IVFPQ(nlist=16, m=8, nprobe=8, train_size=50_000))
-    _add(col, X, 0, 100)
+    add_in_batches(col, X, 0, 100)
     assert col.optimize()["trained"] is False  # below the 256 rows PQ needs
     assert not _istats(col)["trained"]
-    _add(col, X, 100, 3000)
+    add_in_batches(col, X, 100, 3000)
     assert col.explain(Q[0], k=10)["plan"] == "exact"
     report = col.optimize()
     assert report["trained"] is True and report["rows"] == 3000, report
     st = _istats(col)
     assert st["trained"] and st["trainings"] == 1 and st["covered_rows"] == 3000
     assert col.explain(Q[0], k=10)["plan"] == "ivfpq"
-    _add(col, X, 3000, 5000)  # same distribution: no drift
+    add_in_batches(col, X, 3000, 5000)  # same distribution: no drift
     assert col.optimize()["trained"] is False
     assert _istats(col)["trainings"] == 1 and _istats(col)["covered_rows"] == 5000
-    _add(col, X, 5000, 7000)  # shifted by +10 in every dimension: drift
+    add_in_batches(col, X, 5000, 7000)  # shifted by +10 in every dimension: drift
     report = col.optimize()
     assert report["trained"] is True and report["rows"] == 7000, report
     st = _istats(col)
@@ -301,7 +288,7 @@ def test_optimize_trains_and_retrains_on_drift(db, no_small_scan):
     queries = np.vstack([Q, Qs])
     truth, _ = exact_topk(X, queries, 10, "l2")
     results = col.query(queries, k=10)
-    assert recall_at_k(_ids(results), truth) >= 0.95
+    assert recall_at_k(result_ids(results), truth) >= 0.95
     assert_exact_distances(results, X, queries, "l2")
 
 
@@ -350,5 +337,5 @@ def test_more_lists_than_rows(db, no_small_scan):
     truth, _ = exact_topk(X, Q, 10, "l2")
     results = col.query(Q, k=10, nprobe=512, explain=True)
     assert results[0].explain["plan"] == "ivfpq"
-    assert recall_at_k(_ids(results), truth) >= 0.95
+    assert recall_at_k(result_ids(results), truth) >= 0.95
     assert_exact_distances(results, X, Q, "l2")

@@ -191,8 +191,8 @@ def distances(query: np.ndarray, rows: np.ndarray, metric: str, *,
 
 
 def _rows(segments: Sequence[np.ndarray], shift: int, n_rows: int, dim: int, what: str):
-    """A ``_Rows``: the ``vdb_rows *`` over rows [0, n_rows) of ``segments`` together with
-    the pointer array and segment buffers it points to (alive as long as the ``_Rows``).
+    """A ``Rows``: the ``vdb_rows *`` over rows [0, n_rows) of ``segments`` together with
+    the pointer array and segment buffers it points to (alive as long as the ``Rows``).
     Checked: each needed segment is a 2-D C-contiguous float32 array of ``dim`` columns
     holding at least its visible rows."""
     needed = ((n_rows - 1) >> shift) + 1 if n_rows else 0
@@ -214,11 +214,12 @@ def _rows(segments: Sequence[np.ndarray], shift: int, n_rows: int, dim: int, wha
         seg_ptrs.append(ffi.from_buffer("float[]", seg))
     seg_array = ffi.new("const float *[]", seg_ptrs) if seg_ptrs else ffi.NULL
     rows = ffi.new("vdb_rows *", (seg_array, needed, shift, n_rows, dim))
-    return _Rows(rows, seg_array, seg_ptrs)
+    return Rows(rows, seg_array, seg_ptrs)
 
 
-class _Rows:
-    """A ``vdb_rows *`` with everything it points to (the pointer array, the segment buffers)."""
+class Rows:
+    """A ``vdb_rows *`` (float rows) or ``vdb_code_rows *`` (code rows) with everything it
+    points to (the pointer array, the segment buffers), from ``float_rows`` / ``code_rows``."""
 
     __slots__ = ("ptr", "_array", "_segments")
 
@@ -490,7 +491,8 @@ class Hnsw:
         k = _count(k, "k")
         ef = _count(ef, "ef")
         n_threads = _count(n_threads, "n_threads", 0, 2**31 - 1)
-        codes = code_segments if isinstance(code_segments, CodeRows) else \
+        codes = code_segments if isinstance(code_segments, Rows) and \
+            ffi.typeof(code_segments.ptr) is _CODE_ROWS_T else \
             code_rows(code_segments, code_shift, n_rows, quantizer.code_size)
         n_rows = codes.ptr.n_rows
         allow_p = _bitset(allow, "allow", n_rows)
@@ -603,6 +605,8 @@ def hnsw_verify(buffer) -> bool:
 # -- training and quantization (csrc/kmeans.c, sq.c, pq.c, quant.c, rescore.c, ivf.c) ---------
 
 QUANT_KINDS: Dict[str, int] = {"sq8": lib.VDB_QUANT_SQ8, "pq": lib.VDB_QUANT_PQ}
+_FLOAT_ROWS_T = ffi.typeof("vdb_rows *")
+_CODE_ROWS_T = ffi.typeof("vdb_code_rows *")
 _U8 = np.dtype(np.uint8)
 _U32 = np.dtype(np.uint32)
 
@@ -794,19 +798,8 @@ class Quantizer:
         return out
 
 
-class CodeRows:
-    """A ``vdb_code_rows *`` with everything it points to (from ``code_rows``)."""
-
-    __slots__ = ("ptr", "_array", "_segments")
-
-    def __init__(self, ptr, array, segments) -> None:
-        self.ptr = ptr
-        self._array = array
-        self._segments = segments
-
-
 def code_rows(segments: Sequence[np.ndarray], shift: int, n_rows: int,
-              code_size: int) -> CodeRows:
+              code_size: int) -> Rows:
     """The code rows [0, n_rows) of ``segments`` (uint8 [rows, code_size] arrays, row r in
     ``segments[r >> shift]``), checked once: ``Hnsw.search_codes`` takes the result in place
     of the segment list, so a caller searching the same rows again skips the checks."""
@@ -826,11 +819,11 @@ def code_rows(segments: Sequence[np.ndarray], shift: int, n_rows: int,
         ptrs.append(ffi.from_buffer("uint8_t[]", seg))
     array = ffi.new("const uint8_t *[]", ptrs) if ptrs else ffi.NULL
     ptr = ffi.new("vdb_code_rows *", (array, needed, shift, n_rows, code_size))
-    return CodeRows(ptr, array, ptrs)
+    return Rows(ptr, array, ptrs)
 
 
 def float_rows(segments: Sequence[np.ndarray], segment_shift: int, n_rows: int,
-               dim: int) -> _Rows:
+               dim: int) -> Rows:
     """The float rows [0, n_rows) of ``segments`` (as ``flat_search`` takes them), checked
     once: ``rescore`` takes the result in place of the segment list."""
     return _rows(segments, _count(segment_shift, "segment_shift", 0, 63),
@@ -854,7 +847,7 @@ def rescore(segments: Sequence[np.ndarray], segment_shift: int, n_rows: int,
                                    f"got {_describe(cand)}")
     k = _count(k, "k")
     n_threads = _count(n_threads, "n_threads", 0, 2**31 - 1)
-    if isinstance(segments, _Rows):
+    if isinstance(segments, Rows) and ffi.typeof(segments.ptr) is _FLOAT_ROWS_T:
         rows = segments
         if rows.ptr.dim != dim:
             raise InvalidArgumentError(f"queries: dim {dim} does not match the rows' "
@@ -973,4 +966,4 @@ def ivfpq_search(quantizer: Quantizer, lists: IvfLists, n_rows: int, queries: np
 __all__ = ["SIMD", "SIMD_LEVELS", "METRICS", "simd_supported",
            "distances", "flat_search", "bitset_count", "Hnsw", "hnsw_image_info", "hnsw_verify",
            "QUANT_KINDS", "kmeans", "kmeans_assign", "sq8_train", "pq_train", "Quantizer",
-           "CodeRows", "code_rows", "float_rows", "rescore", "IvfLists", "ivfpq_search"]
+           "Rows", "code_rows", "float_rows", "rescore", "IvfLists", "ivfpq_search"]

@@ -294,7 +294,7 @@ class Codes:
                                n_threads=n_threads)
 
     def _checked_rows(self, state: _State, views: Sequence[np.ndarray], shift: int,
-                      n_rows: int) -> Tuple[_native.CodeRows, Any]:
+                      n_rows: int) -> Tuple[_native.Rows, _native.Rows]:
         """The checked code rows and float rows of [0, n_rows), built once per (state,
         views, n_rows): a single query then skips re-checking every segment."""
         cached = self._rows_cache

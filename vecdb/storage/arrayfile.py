@@ -76,19 +76,23 @@ def save(path: str, magic: bytes, version: int, meta: Mapping[str, Any],
         f.flush()
         if fsync:
             os.fsync(f.fileno())
+    replace(tmp, path, fsync)
+
+
+def replace(tmp: str, path: str, fsync: bool = True) -> None:
+    """Renames the written temp file over path, then (fsync) makes the rename durable."""
     os.rename(tmp, path)
     if fsync:
-        dfd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
+        dfd = os.open(os.path.dirname(path) or ".", os.O_RDONLY | os.O_DIRECTORY)
         try:
             os.fsync(dfd)
         finally:
             os.close(dfd)
 
 
-def load(path: str, magic: bytes,
-         max_version: int) -> Optional[Tuple[int, Dict[str, Any], Dict[str, np.ndarray]]]:
-    """(version, meta, arrays) of the file at path, None when there is none. Raises
-    CorruptionError / FormatVersionError when it fails a check (invariant 2)."""
+def map_copy(path: str) -> Optional[mmap.mmap]:
+    """A private copy-on-write mapping of the whole file at path (None when there is none);
+    CorruptionError when it is shorter than a header."""
     try:
         fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
     except FileNotFoundError:
@@ -97,26 +101,49 @@ def load(path: str, magic: bytes,
         size = os.fstat(fd).st_size
         if size < HEADER_SIZE:
             raise CorruptionError(f"{path!r} is too short ({size} bytes)")
-        buf = mmap.mmap(fd, size, access=mmap.ACCESS_COPY)
+        return mmap.mmap(fd, size, access=mmap.ACCESS_COPY)
     finally:
         os.close(fd)
-    found, version, bom, fsize, dir_off, dir_len, dir_crc = _HEADER.unpack_from(buf, 0)
+
+
+def checked_directory(buf: mmap.mmap, path: str, header: struct.Struct, magic: bytes,
+                      max_version: int, fields: Tuple[Any, ...]) -> bytes:
+    """The directory bytes of a mapped checkpoint whose header (unpacked by ``header`` into
+    ``fields``: magic, version, byte-order mark, ..., then file size, directory offset,
+    length and CRC last; the header CRC follows the struct) passes every check of invariant
+    2. Shared with the filter-columns file (colfile.py), whose header holds more fields."""
+    found, version, bom = fields[:3]
+    fsize, dir_off, dir_len, dir_crc = fields[-4:]
     if found != magic:
         raise CorruptionError(f"{path!r} has a bad magic {found!r} (expected {magic!r})")
-    (head_crc,) = struct.unpack_from("<I", buf, _HEADER.size)
-    if zlib.crc32(buf[:_HEADER.size]) != head_crc:
+    (head_crc,) = struct.unpack_from("<I", buf, header.size)
+    if zlib.crc32(buf[:header.size]) != head_crc:
         raise CorruptionError(f"{path!r} fails its header checksum")
     if version > max_version:
         raise FormatVersionError(f"{path!r} has format version {version}, newer than this "
                                  f"vecdb supports ({max_version})")
     if bom != BOM:
         raise CorruptionError(f"{path!r} was written with another byte order")
+    size = len(buf)
     if fsize != size or dir_off < HEADER_SIZE or dir_off + dir_len > size:
         raise CorruptionError(f"{path!r} has size {size}, its header says {fsize} "
                               f"(directory at {dir_off}+{dir_len})")
     raw_dir = buf[dir_off:dir_off + dir_len]
     if zlib.crc32(raw_dir) != dir_crc:
         raise CorruptionError(f"{path!r} fails its directory checksum")
+    return raw_dir
+
+
+def load(path: str, magic: bytes,
+         max_version: int) -> Optional[Tuple[int, Dict[str, Any], Dict[str, np.ndarray]]]:
+    """(version, meta, arrays) of the file at path, None when there is none. Raises
+    CorruptionError / FormatVersionError when it fails a check (invariant 2)."""
+    buf = map_copy(path)
+    if buf is None:
+        return None
+    fields = _HEADER.unpack_from(buf, 0)
+    raw_dir = checked_directory(buf, path, _HEADER, magic, max_version, fields)
+    version, dir_off = fields[1], fields[4]
     try:
         d = msgpack.unpackb(raw_dir, raw=False)
         arrays = {name: _array(buf, dir_off, path, name, spec)

@@ -43,16 +43,15 @@ from typing import Any, Callable, Dict, List
 import msgpack
 import numpy as np
 
-from ..errors import CorruptionError, FormatVersionError
+from ..errors import CorruptionError
+from . import arrayfile
+from .arrayfile import ALIGN, BOM, HEADER_SIZE
 from .columns import N_KINDS, ColumnStore, Dictionary, Field, TextColumn
 
 FILE_NAME = "filters.cols"
 MAGIC = b"VDBCOLS\0"
 VERSION = 1
-BOM = 0x01020304
 _HEADER = struct.Struct("<8sIIQQQQQI")  # up to the directory CRC; the header CRC follows
-HEADER_SIZE = 64
-ALIGN = 64
 
 
 # -- writing --------------------------------------------------------------------------------
@@ -130,13 +129,7 @@ def save(store: ColumnStore, directory: str, fsync: bool = True) -> None:
         f.flush()
         if fsync:
             os.fsync(f.fileno())
-    os.rename(tmp, path)
-    if fsync:
-        dfd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
-        try:
-            os.fsync(dfd)
-        finally:
-            os.close(dfd)
+    arrayfile.replace(tmp, path, fsync)
 
 
 # -- loading --------------------------------------------------------------------------------
@@ -147,35 +140,12 @@ def load(directory: str) -> ColumnStore:
     Raises CorruptionError / FormatVersionError when the file exists but fails its checks
     (the caller rebuilds from LMDB)."""
     path = os.path.join(directory, FILE_NAME)
-    try:
-        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
-    except FileNotFoundError:
+    buf = arrayfile.map_copy(path)
+    if buf is None:
         return ColumnStore()
-    try:
-        size = os.fstat(fd).st_size
-        if size < HEADER_SIZE:
-            raise CorruptionError(f"{path!r} is too short ({size} bytes)")
-        buf = mmap.mmap(fd, size, access=mmap.ACCESS_COPY)
-    finally:
-        os.close(fd)
-    magic, version, bom, watermark, edit_seq, fsize, dir_off, dir_len, dir_crc = \
-        _HEADER.unpack_from(buf, 0)
-    if magic != MAGIC:
-        raise CorruptionError(f"{path!r} has a bad magic {magic!r}")
-    (head_crc,) = struct.unpack_from("<I", buf, _HEADER.size)
-    if zlib.crc32(buf[:_HEADER.size]) != head_crc:
-        raise CorruptionError(f"{path!r} fails its header checksum")
-    if version > VERSION:
-        raise FormatVersionError(f"{path!r} has format version {version}, newer than this "
-                                 f"vecdb supports ({VERSION})")
-    if bom != BOM:
-        raise CorruptionError(f"{path!r} was written with another byte order")
-    if fsize != size or dir_off < HEADER_SIZE or dir_off + dir_len > size:
-        raise CorruptionError(f"{path!r} has size {size}, its header says {fsize} "
-                              f"(directory at {dir_off}+{dir_len})")
-    raw_dir = buf[dir_off:dir_off + dir_len]
-    if zlib.crc32(raw_dir) != dir_crc:
-        raise CorruptionError(f"{path!r} fails its directory checksum")
+    fields = _HEADER.unpack_from(buf, 0)
+    raw_dir = arrayfile.checked_directory(buf, path, _HEADER, MAGIC, VERSION, fields)
+    watermark, edit_seq, dir_off = fields[3], fields[4], fields[6]
     try:
         d = msgpack.unpackb(raw_dir, raw=False)
         reader = _Reader(buf, dir_off, path)
