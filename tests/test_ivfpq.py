@@ -339,3 +339,17 @@ def test_more_lists_than_rows(db, no_small_scan):
     assert results[0].explain["plan"] == "ivfpq"
     assert recall_at_k(result_ids(results), truth) >= 0.95
     assert_exact_distances(results, X, Q, "l2")
+
+
+def test_default_nprobe_is_an_eighth_of_the_lists(db, no_small_scan):
+    assert vecdb.IVFPQ(nlist=1024).probes(1024) == 128
+    assert vecdb.IVFPQ(nlist=64).probes(64) == 16  # at least 16 ...
+    assert vecdb.IVFPQ(nlist=8).probes(8) == 8     # ... but never more than the lists
+    assert vecdb.IVFPQ(nlist=1024, nprobe=5).probes(1024) == 5
+    X, Q = clustered_vectors(6000, DIM, n_queries=5, seed=23)
+    col = db.create_collection("c", dim=DIM, metric="l2",
+                               index=vecdb.IVFPQ(nlist=200, m=8, train_size=2000))
+    add_in_batches(col, X, 0, 6000, 3000)
+    assert col.stats()["index"]["lists"] == 200
+    assert col.explain(Q[0], k=10)["nprobe"] == 25
+    assert col.explain(Q[0], k=10, where=None)["plan"] == "ivfpq"

@@ -334,6 +334,6 @@ class Codes:
                                "trainings": self.trainings}
         if state is not None:
             out.update(trained_rows=state.trained_rows, train_error=state.errors.trained,
-                       recent_error=state.errors.recent, code_bytes=len(state.segments) *
-                       CODE_ROWS * state.quantizer.code_size)
+                       recent_error=state.errors.recent,
+                       code_bytes=state.rows * state.quantizer.code_size)
         return out

@@ -50,7 +50,7 @@ from .codes import (MISSING, TRAIN_ITERS, ErrorStats, code_metric, gather, row_r
 IVF_FILE = "ivfpq.vdbq"
 MAGIC = b"VDBIVFPQ"
 VERSION = 1
-ENCODE_BATCH = 1 << 16
+COARSE_ITERS = 10  # k-means iterations of the coarse centroids (the PQ takes TRAIN_ITERS)
 CHECKPOINT_MIN_TAIL = 20_000
 CHECKPOINT_TAIL_SHARE = 0.125
 
@@ -213,7 +213,7 @@ class IvfPqIndex:
         segments = views(n_rows)
         sample = gather(segments, self.shift, sample_rows(n_rows))
         nlist = min(self.config.nlist, len(sample))
-        centroids, _ = _native.kmeans(sample, nlist, iters=TRAIN_ITERS)
+        centroids, _ = _native.kmeans(sample, nlist, iters=COARSE_ITERS)
         assign, _ = _native.kmeans_assign(centroids, sample)
         residuals = sample - centroids[assign]
         params = _native.pq_train(residuals, self.config.m, iters=TRAIN_ITERS)
@@ -295,7 +295,7 @@ class IvfPqIndex:
             lists = self._lists
         snapshot, covered = lists.snapshot
         n_rows = min(n_rows, covered)
-        nprobe = nprobe or self.config.nprobe
+        nprobe = nprobe or self.config.probes(lists.nlist)
         n_cand = max(k, k * (rescore or self.config.rescore))
         if eligible is not None and eligible < n_rows:
             wanted = math.ceil(n_cand * lists.nlist / max(eligible, 1))

@@ -91,7 +91,7 @@ def _choose_ivf(index: IvfPqIndex, n_rows: int, eligible: int, k: int, filtered:
     if filtered:
         nlist = max(index.nlist, 1)
         n_cand = k * (rescore or config.rescore)
-        probed = max(nprobe or config.nprobe, n_cand * nlist / max(eligible, 1))
+        probed = max(nprobe or config.probes(nlist), n_cand * nlist / max(eligible, 1))
         scanned = n_rows * min(probed, nlist) / nlist
         if eligible * dim < scanned * config.m:
             return "exact", "few allowed rows: scanning them is cheaper than probing lists"
