@@ -146,6 +146,11 @@ class Codes:
         state = self._state
         return state.rows if state is not None else 0
 
+    @property
+    def unsaved_rows(self) -> int:
+        """Rows encoded since the last checkpoint (all of them before the first)."""
+        return self.rows - max(self._saved_rows, 0)
+
     def covers(self, n_rows: int) -> bool:
         state = self._state
         return state is not None and state.rows >= n_rows

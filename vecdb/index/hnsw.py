@@ -17,8 +17,10 @@ Invariants:
     metric, m, more nodes than committed rows) is rebuilt from the segments with a
     RuntimeWarning — never silently used.
  4. One lock serializes every change of the graph and the codes (adds, rebuild, training,
-    checkpoint); searches do not take it (the C graph allows searches concurrent with one add). A replaced graph is
-    never freed explicitly: searches hold references, and ffi.gc frees it after the last.
+    checkpoint); searches do not take it (the C graph allows searches concurrent with one
+    add). A replaced graph is never freed explicitly: searches hold references, and ffi.gc
+    frees it after the last.
+ 5. The codes are opened before the graph, so a graph rebuild never trains them again.
 """
 
 from __future__ import annotations
@@ -77,7 +79,6 @@ class HnswIndex:
         if quantization is not None:
             self.codes = Codes(directory, dim, kernel_metric, quantization, writable, fsync,
                                label, unit_rows)
-        self._saved_code_rows = 0
 
     # -- open / rebuild ----------------------------------------------------------------------
 
@@ -86,7 +87,6 @@ class HnswIndex:
         with self._lock:
             if self.codes is not None:  # first: a graph rebuild must not train them again
                 self.codes.open(views, self.shift, n_rows)
-                self._saved_code_rows = self.codes.rows
             reason = self._load(n_rows)
             if reason == "missing" and not self.writable:
                 self.build(views, n_rows)  # the writer has not checkpointed yet: not damage
@@ -192,11 +192,9 @@ class HnswIndex:
                 self._write_checkpoint()
             if codes is not None:
                 codes.extend(views, self.shift, n_rows)
-                tail = codes.rows - self._saved_code_rows
-                if self.writable and tail >= max(CHECKPOINT_MIN_TAIL,
-                                                 CHECKPOINT_TAIL_SHARE * codes.rows):
+                if codes.unsaved_rows >= max(CHECKPOINT_MIN_TAIL,
+                                             CHECKPOINT_TAIL_SHARE * codes.rows):
                     codes.checkpoint()
-                    self._saved_code_rows = codes.rows
 
     def _extend(self, views: Views, n_rows: int) -> None:
         if self._graph is None:
@@ -253,9 +251,7 @@ class HnswIndex:
                 codes.extend(views, self.shift, n_rows)
                 return {"trained": False, "reason": "the codes fit the data (no drift)"}
             self._extend(views, n_rows)
-            done = codes.train(views, self.shift, n_rows)
-            self._saved_code_rows = codes.rows
-            return done
+            return codes.train(views, self.shift, n_rows)
 
     # -- checkpoints -------------------------------------------------------------------------
 
@@ -265,7 +261,6 @@ class HnswIndex:
         with self._lock:
             wrote = False
             if self.codes is not None and self.codes.checkpoint():
-                self._saved_code_rows = self.codes.rows
                 wrote = True
             if not self.writable or self._graph is None or self._nodes == self._saved_nodes:
                 return wrote
