@@ -186,11 +186,15 @@ def test_deletes_upserts_and_vacuum(db_path, no_small_scan):
         assert recall_at_k(result_ids(results[:len(Q)]), truth) >= 0.95
         assert col.query(far[3], k=1)[0].id == moved[3]
 
+        trained = col.stats()["index"]
         col.vacuum()
         st = col.stats()
         live = int(alive.sum())
         assert (st["generation"], st["rows"], st["live"]) == (1, live, live)
         assert st["index"]["trained"] and st["index"]["covered_rows"] == live
+        # the new generation keeps the centroids and codebooks: no training
+        assert st["index"]["trainings"] == 0
+        assert st["index"]["train_error"] == trained["train_error"]
         assert st["code_bytes_per_vector"] == IVF.m + 4  # + the norm term
         files = _ivf_files(db_path)
         assert len(files) == 1 and files[0].parent.name.endswith(".v1")

@@ -139,10 +139,12 @@ class RowSet:
         if self.index is not None:
             self.index.extend(self.store.views, self.watermark)
 
-    def build_index(self) -> None:
-        """A fresh index over rows [0, W) (vacuum's new generation)."""
+    def build_index(self, previous: Optional["RowSet"] = None) -> None:
+        """A fresh index over rows [0, W) (vacuum's new generation), reusing the trained
+        quantizer or IVF-PQ centroids of previous's index when it has them."""
         if self.index is not None:
-            self.index.build(self.store.views, self.watermark)
+            self.index.build(self.store.views, self.watermark,
+                             previous=previous.index if previous is not None else None)
 
     @property
     def live(self) -> int:

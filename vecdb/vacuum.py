@@ -3,9 +3,9 @@
 Steps, all under the database's write lock:
   1. copy the live rows (vectors and id column), in order, into a fresh generation folder and
      fsync;
-  2. build the index over them (the graph in parallel, its quantizer or the IVF-PQ lists
-     trained afresh when the rows call for it) and write its checkpoints there, and the
-     filter columns renumbered (when loaded);
+  2. build the index over them (the graph in parallel; the codes or the IVF-PQ lists with
+     the quantizer and centroids already trained, or trained when the rows call for it)
+     and write its checkpoints there, and the filter columns renumbered (when loaded);
   3. one LMDB transaction renumbers every live id and record to its new row, clears the
      tombstone and edit logs and stores (W = live, T = 0, G + 1, E = 0) — the commit point;
   4. swap the collection's RowSet and delete the old generation's folder.
@@ -45,7 +45,7 @@ def vacuum(col: "Collection") -> Dict[str, Any]:
             new.idcol.append(start, old.idcol.read(chunk, old.watermark))
         new.sync()
         new.apply(len(live), 0, [], 0)
-        new.build_index()
+        new.build_index(previous=old)  # the graph anew; a trained quantizer is kept
         env, dbs, prefix = col._db._env, col._db._env.dbs, col._prefix
         old.filters.carry_over(env, prefix, live, new.filters)
 

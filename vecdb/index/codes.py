@@ -258,6 +258,19 @@ class Codes:
         return {"trained": True, "rows": n_rows, "sample": len(sample),
                 "train_error": state.errors.trained}
 
+    def adopt(self, other: "Codes", views: Views, shift: int, n_rows: int) -> None:
+        """Encodes rows [0, n_rows) with other's trained quantizer (same config), keeping its
+        training statistics: vacuum's new generation holds the same data, fewer rows."""
+        old = other._state
+        if old is None or other.code_metric != self.code_metric:
+            return
+        state = _State(old.quantizer, errors=ErrorStats(old.errors.trained),
+                       trained_rows=old.trained_rows)
+        self._encode(state, views(n_rows), shift, 0, n_rows)
+        self._state, self._saved_rows = state, -1
+        if self.writable:
+            self.checkpoint()
+
     def _encode(self, state: _State, segments: Sequence[np.ndarray], shift: int, start: int,
                 stop: int, measure: bool = True) -> None:
         q = state.quantizer

@@ -154,9 +154,13 @@ class HnswIndex:
         self.rebuilds += 1
         self.build(views, n_rows)
 
-    def build(self, views: Views, n_rows: int) -> None:
-        """A new graph over rows [0, n_rows) (parallel), checkpointed when writable."""
+    def build(self, views: Views, n_rows: int, previous: Optional["HnswIndex"] = None) -> None:
+        """A new graph over rows [0, n_rows) (parallel), checkpointed when writable; the
+        codes reuse previous's trained quantizer when there is one (vacuum)."""
         with self._lock:
+            if self.codes is not None and previous is not None and \
+                    previous.codes is not None:
+                self.codes.adopt(previous.codes, views, self.shift, n_rows)
             # the old graph is only dropped, not freed: searches still running hold a
             # reference, and the C graph is freed (ffi.gc) when the last of them returns
             self._graph = self._new_graph()

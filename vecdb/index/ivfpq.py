@@ -136,11 +136,23 @@ class IvfPqIndex:
                               f"{n_rows} stored vectors", RuntimeWarning, stacklevel=4)
             self._extend(views, n_rows)
 
-    def build(self, views: Views, n_rows: int) -> None:
-        """A fresh index over rows [0, n_rows) (trained when due), checkpointed."""
+    def build(self, views: Views, n_rows: int,
+              previous: Optional["IvfPqIndex"] = None) -> None:
+        """A fresh index over rows [0, n_rows), checkpointed: with previous's centroids and
+        codebooks when it is trained (vacuum: same data, fewer rows), else trained when due."""
         with self._lock:
             self._lists, self._saved = None, -1
-            self._extend(views, n_rows)
+            old = previous._lists if previous is not None else None
+            if old is None or previous.code_metric != self.code_metric:
+                self._extend(views, n_rows)
+                return
+            lists = self._empty_lists(old.centroids, old.quantizer,
+                                      ErrorStats(old.errors.trained), old.trained_rows)
+            self._add(lists, views(n_rows), 0, n_rows)
+            lists.publish()
+            self._lists = lists
+            if self.writable:
+                self._checkpoint()
 
     def _load(self, n_rows: int) -> Optional[str]:
         try:
@@ -220,15 +232,8 @@ class IvfPqIndex:
         quantizer = _native.Quantizer("pq", self.code_metric, self.dim, params,
                                       m=self.config.m)
         _, err = quantizer.encode(residuals, errors=True)
-        lists = _Lists(centroids, quantizer,
-                       [np.empty(0, dtype=np.uint32) for _ in range(nlist)],
-                       [np.empty((0, quantizer.code_size), dtype=np.uint8)
-                        for _ in range(nlist)],
-                       [np.empty(0, dtype=np.float32) for _ in range(nlist)]
-                       if self.code_metric == "l2" else None,
-                       np.zeros(nlist, dtype=np.int64),
-                       errors=ErrorStats(float(err.mean(dtype=np.float64))),
-                       trained_rows=n_rows)
+        lists = self._empty_lists(centroids, quantizer,
+                                  ErrorStats(float(err.mean(dtype=np.float64))), n_rows)
         self._add(lists, segments, 0, n_rows, measure=False)
         lists.publish()
         self._lists, self._saved = lists, -1
@@ -237,6 +242,18 @@ class IvfPqIndex:
             self._checkpoint()
         return {"trained": True, "rows": n_rows, "sample": len(sample), "nlist": nlist,
                 "train_error": lists.errors.trained}
+
+    def _empty_lists(self, centroids: np.ndarray, quantizer: _native.Quantizer,
+                     errors: ErrorStats, trained_rows: int) -> _Lists:
+        nlist = len(centroids)
+        return _Lists(centroids, quantizer,
+                      [np.empty(0, dtype=np.uint32) for _ in range(nlist)],
+                      [np.empty((0, quantizer.code_size), dtype=np.uint8)
+                       for _ in range(nlist)],
+                      [np.empty(0, dtype=np.float32) for _ in range(nlist)]
+                      if self.code_metric == "l2" else None,
+                      np.zeros(nlist, dtype=np.int64), errors=errors,
+                      trained_rows=trained_rows)
 
     def _add(self, lists: _Lists, segments: Sequence[np.ndarray], start: int, stop: int,
              measure: bool = True) -> None:
