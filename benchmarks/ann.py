@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import argparse
 import gc
-import importlib.metadata
 import json
 import os
 import platform
@@ -42,7 +41,8 @@ from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 import numpy as np
 
 import vecdb
-from common import normalized, open_dataset, other_load, settle
+from common import (exact_topk, normalized, open_dataset, other_load, recall_at_k, settle,
+                    trim_heap, version)
 from vecdb import _native
 
 K = 10
@@ -92,44 +92,12 @@ def load(args: argparse.Namespace) -> Dict[str, Any]:
             "gt": None, "gt_source": "numpy exact", "dataset_dir": None, "centers": centers}
 
 
-def exact_topk(X: np.ndarray, Q: np.ndarray, k: int, metric: str,
-               block: int = 50_000) -> np.ndarray:
-    """Row indices [nq, k] of the exact nearest rows (ip on unit rows for cosine, else l2)."""
-    nq = len(Q)
-    best_s = np.full((nq, k), -np.inf, dtype=np.float32)
-    best_i = np.zeros((nq, k), dtype=np.int64)
-    for s in range(0, len(X), block):
-        Xb = X[s:s + block]
-        scores = Q @ Xb.T  # larger is closer
-        if metric == "l2":
-            scores = 2 * scores - np.einsum("ij,ij->i", Xb, Xb)[None, :]
-        kk = min(k, scores.shape[1])
-        top = np.argpartition(-scores, kk - 1, axis=1)[:, :kk]
-        cand_s = np.concatenate([best_s, np.take_along_axis(scores, top, axis=1)], axis=1)
-        cand_i = np.concatenate([best_i, top + s], axis=1)
-        order = np.argsort(-cand_s, axis=1, kind="stable")[:, :k]
-        best_s = np.take_along_axis(cand_s, order, axis=1)
-        best_i = np.take_along_axis(cand_i, order, axis=1)
-    return best_i
 
 
-def recall_at_k(found: np.ndarray, gt: np.ndarray, k: int = K) -> float:
-    hits = 0
-    for f, g in zip(found, gt):
-        hits += len(set(f[:k].tolist()) & set(g[:k].tolist()))
-    return hits / (k * len(gt))
 
 
 # -- measuring helpers -----------------------------------------------------------------------
 
-def trim_heap() -> None:
-    """Gives free heap memory back to the OS (glibc), so that a build that reuses memory freed
-    earlier does not look smaller than it is."""
-    try:
-        import ctypes
-        ctypes.CDLL("libc.so.6").malloc_trim(0)
-    except (OSError, AttributeError):
-        pass
 
 
 def rss_anon() -> Optional[int]:
@@ -544,11 +512,6 @@ def fmt(x: Optional[float], spec: str = ",.0f") -> str:
 
 
 def machine() -> Dict[str, Any]:
-    def version(pkg: str) -> Optional[str]:
-        try:
-            return importlib.metadata.version(pkg)
-        except importlib.metadata.PackageNotFoundError:
-            return None
     return {"cpus": os.cpu_count(), "processor": platform.processor() or platform.machine(),
             "simd": _native.SIMD, "numpy": np.__version__, "python": sys.version.split()[0],
             "hnswlib": version("hnswlib"), "faiss": version("faiss-cpu") or version("faiss"),
@@ -618,7 +581,7 @@ def main() -> None:
     gt_s = time.perf_counter() - t0
     gt_check = None
     if data["gt"] is not None:
-        gt_check = recall_at_k(mine, data["gt"])  # our exact search against the dataset's
+        gt_check = recall_at_k(mine, data["gt"], K)  # our exact search against the dataset's
         gt = data["gt"]
     else:
         gt = mine
@@ -667,7 +630,7 @@ def main() -> None:
             for _ in range(args.repeat):  # the fastest pass: other load only slows a pass
                 t, found = timed_loop(lambda i, e=e, ef=ef: e.search1(i, ef), len(Q))
                 secs = min(secs, t)
-            rec = recall_at_k(np.array([np.asarray(f)[:K] for f in found]), gt)
+            rec = recall_at_k(np.array([np.asarray(f)[:K] for f in found]), gt, K)
             sweep.append({"ef": ef, "recall": rec, "qps": len(Q) / secs,
                           "us_per_query": secs / len(Q) * 1e6})
         q95, q95_note = qps_at_recall(sweep)
@@ -681,7 +644,7 @@ def main() -> None:
     for e, r in zip(measured, results):
         secs, found = timed_best(lambda e=e: e.batch(BATCH_EF), args.repeat)
         r["batch_qps"] = len(Q) / secs
-        r["batch_recall"] = recall_at_k(np.asarray(found), gt)
+        r["batch_recall"] = recall_at_k(np.asarray(found), gt, K)
         r.update({"build_s": e.build_s, "graph_bytes": e.graph_bytes,
                   "rss_anon_growth_bytes": e.rss_growth,
                   "vector_bytes_held": e.vector_bytes_held})

@@ -7,7 +7,9 @@ import it as ``common``.
 
 from __future__ import annotations
 
+import importlib.metadata
 import os
+import subprocess
 import time
 from typing import Optional, Tuple
 
@@ -48,3 +50,64 @@ def other_load(seconds: float = 1.0) -> Optional[float]:
     except ImportError:
         return None
     return psutil.cpu_percent(interval=seconds) / 100 * (os.cpu_count() or 1)
+
+
+def exact_topk(X: np.ndarray, Q: np.ndarray, k: int, metric: str = "ip",
+               block: int = 50_000) -> np.ndarray:
+    """Row indices [nq, k] of the exact nearest rows, best first (ip: largest dot, which is
+    cosine on unit rows; l2: smallest squared distance), by numpy in blocks of rows."""
+    nq = len(Q)
+    best_s = np.full((nq, k), -np.inf, dtype=np.float32)
+    best_i = np.zeros((nq, k), dtype=np.int64)
+    for s in range(0, len(X), block):
+        Xb = X[s:s + block]
+        scores = Q @ Xb.T  # larger is closer
+        if metric == "l2":
+            scores = 2 * scores - np.einsum("ij,ij->i", Xb, Xb)[None, :]
+        kk = min(k, scores.shape[1])
+        top = np.argpartition(-scores, kk - 1, axis=1)[:, :kk]
+        cand_s = np.concatenate([best_s, np.take_along_axis(scores, top, axis=1)], axis=1)
+        cand_i = np.concatenate([best_i, top + s], axis=1)
+        order = np.argsort(-cand_s, axis=1, kind="stable")[:, :k]
+        best_s = np.take_along_axis(cand_s, order, axis=1)
+        best_i = np.take_along_axis(cand_i, order, axis=1)
+    return best_i
+
+
+def recall_at_k(found: np.ndarray, gt: np.ndarray, k: int) -> float:
+    """Mean share of each query's true top k (gt rows) among its first k found rows."""
+    hits = 0
+    for f, g in zip(found, gt):
+        hits += len(set(np.asarray(f)[:k].tolist()) & set(g[:k].tolist()))
+    return hits / (k * len(gt))
+
+
+def trim_heap() -> None:
+    """Gives free heap memory back to the OS (glibc), so that memory freed by an earlier
+    build does not hide the growth of the next one."""
+    try:
+        import ctypes
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):
+        pass
+
+
+def version(pkg: str) -> Optional[str]:
+    """The installed version of a package, or None."""
+    try:
+        return importlib.metadata.version(pkg)
+    except importlib.metadata.PackageNotFoundError:
+        return None
+
+
+def git_state() -> Optional[str]:
+    """The vecdb commit measured, '+dirty' when vecdb/ or csrc/ differ from it."""
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    try:
+        head = subprocess.run(["git", "-C", root, "rev-parse", "--short", "HEAD"],
+                              capture_output=True, text=True, check=True).stdout.strip()
+        dirty = subprocess.run(["git", "-C", root, "status", "--porcelain", "--", "vecdb",
+                                "csrc"], capture_output=True, text=True, check=True).stdout
+    except (OSError, subprocess.CalledProcessError):
+        return None
+    return head + ("+dirty" if dirty.strip() else "")

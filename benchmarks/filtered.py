@@ -37,7 +37,6 @@ from __future__ import annotations
 
 import argparse
 import gc
-import importlib.metadata
 import json
 import os
 import platform
@@ -51,7 +50,7 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 import numpy as np
 
 import vecdb
-from common import normalized, open_dataset, other_load, settle
+from common import (git_state, normalized, open_dataset, other_load, settle, version)
 
 K = 10
 ADD_BATCH = 10_000
@@ -193,25 +192,8 @@ def recall(found: Sequence[np.ndarray], gt: Sequence[np.ndarray]) -> float:
 
 # -- measuring helpers -----------------------------------------------------------------------
 
-def version(pkg: str) -> Optional[str]:
-    try:
-        return importlib.metadata.version(pkg)
-    except importlib.metadata.PackageNotFoundError:
-        return None
 
 
-def git_state() -> Optional[str]:
-    """The vecdb commit measured, '+dirty' when vecdb/ or csrc/ differ from it."""
-    import subprocess
-    root = os.path.dirname(os.path.dirname(os.path.abspath(vecdb.__file__)))
-    try:
-        head = subprocess.run(["git", "-C", root, "rev-parse", "--short", "HEAD"],
-                              capture_output=True, text=True, check=True).stdout.strip()
-        dirty = subprocess.run(["git", "-C", root, "status", "--porcelain", "--", "vecdb",
-                                "csrc"], capture_output=True, text=True, check=True).stdout
-    except (OSError, subprocess.CalledProcessError):
-        return None
-    return head + ("+dirty" if dirty.strip() else "")
 
 
 def fmt(x: Optional[float], spec: str = ".2f") -> str:

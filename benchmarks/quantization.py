@@ -48,13 +48,11 @@ from __future__ import annotations
 
 import argparse
 import gc
-import importlib.metadata
 import json
 import math
 import os
 import platform
 import shutil
-import subprocess
 import sys
 import tempfile
 import time
@@ -65,7 +63,8 @@ import numpy as np
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)  # measure this tree's vecdb, not another installed copy
 import vecdb  # noqa: E402
-from common import normalized, open_dataset, other_load, settle  # noqa: E402
+from common import (exact_topk, git_state, normalized, open_dataset, other_load,  # noqa: E402
+                    recall_at_k, settle, trim_heap, version)  # noqa: E402
 
 K = 10
 ADD_BATCH = 10_000
@@ -101,21 +100,6 @@ def synthetic(n: int, nq: int, dim: int, seed: int = 0) -> Tuple[np.ndarray, np.
     return draw(n), draw(nq)
 
 
-def exact_topk(X: np.ndarray, Q: np.ndarray, k: int, block: int = 50_000) -> np.ndarray:
-    """Row indices [nq, k] of the largest inner products (cosine on unit rows), best first."""
-    nq = len(Q)
-    best_s = np.full((nq, k), -np.inf, dtype=np.float32)
-    best_i = np.zeros((nq, k), dtype=np.int64)
-    for s in range(0, len(X), block):
-        scores = Q @ X[s:s + block].T
-        kk = min(k, scores.shape[1])
-        top = np.argpartition(-scores, kk - 1, axis=1)[:, :kk]
-        cand_s = np.concatenate([best_s, np.take_along_axis(scores, top, axis=1)], axis=1)
-        cand_i = np.concatenate([best_i, top + s], axis=1)
-        order = np.argsort(-cand_s, axis=1, kind="stable")[:, :k]
-        best_s = np.take_along_axis(cand_s, order, axis=1)
-        best_i = np.take_along_axis(cand_i, order, axis=1)
-    return best_i
 
 
 def load(args: argparse.Namespace) -> Dict[str, Any]:
@@ -141,11 +125,6 @@ def load(args: argparse.Namespace) -> Dict[str, Any]:
             "gt_source": "numpy exact", "synthetic": True}
 
 
-def recall_at_k(found: np.ndarray, gt: np.ndarray) -> float:
-    hits = 0
-    for f, g in zip(found, gt):
-        hits += len(set(np.asarray(f)[:K].tolist()) & set(g[:K].tolist()))
-    return hits / (K * len(gt))
 
 
 def train_sample(n: int, limit: int = TRAIN_SAMPLE) -> np.ndarray:
@@ -166,14 +145,6 @@ def pick_nlist(n: int) -> int:
 
 # -- measuring helpers -----------------------------------------------------------------------
 
-def trim_heap() -> None:
-    """Gives free heap memory back to the OS (glibc), so that memory freed by an earlier
-    engine does not hide the growth of the next build."""
-    try:
-        import ctypes
-        ctypes.CDLL("libc.so.6").malloc_trim(0)
-    except (OSError, AttributeError):
-        pass
 
 
 def memory() -> Tuple[Optional[int], Optional[int]]:
@@ -194,23 +165,8 @@ def memory() -> Tuple[Optional[int], Optional[int]]:
     return rss, anon
 
 
-def version(pkg: str) -> Optional[str]:
-    try:
-        return importlib.metadata.version(pkg)
-    except importlib.metadata.PackageNotFoundError:
-        return None
 
 
-def git_state() -> Optional[str]:
-    """The vecdb commit measured, '+dirty' when vecdb/ or csrc/ differ from it."""
-    try:
-        head = subprocess.run(["git", "-C", ROOT, "rev-parse", "--short", "HEAD"],
-                              capture_output=True, text=True, check=True).stdout.strip()
-        dirty = subprocess.run(["git", "-C", ROOT, "status", "--porcelain", "--", "vecdb",
-                                "csrc"], capture_output=True, text=True, check=True).stdout
-    except (OSError, subprocess.CalledProcessError):
-        return None
-    return head + ("+dirty" if dirty.strip() else "")
 
 
 def fmt(x: Optional[float], spec: str = ",.0f") -> str:
@@ -544,7 +500,7 @@ def measure(m: Method, points: Sequence[Tuple[int, Optional[int]]], gt: np.ndarr
         eff = knob if m.kind == "ivfpq" else max(knob, K * (rescore or 1))
         out.append({"knob_name": knob_name, "knob": knob, "rescore": rescore,
                     "effective_ef": None if m.kind == "ivfpq" else eff,
-                    "recall": recall_at_k(found, gt), "qps": nq / secs,
+                    "recall": recall_at_k(found, gt, K), "qps": nq / secs,
                     "us_per_query": secs / nq * 1e6})
     return out
 
@@ -661,7 +617,7 @@ def main() -> None:
     gt_s = time.perf_counter() - t0
     agreement = None
     if data["gt"] is not None:
-        agreement = recall_at_k(mine, data["gt"])
+        agreement = recall_at_k(mine, data["gt"], K)
         gt = data["gt"]
     else:
         gt = mine
