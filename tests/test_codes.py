@@ -559,6 +559,7 @@ def test_readonly_handle_opened_before_training(db_path, graph_always):
             results = rcol.query(Q, k=10, explain=True)
             assert results[0].explain["rescored"] > 0
             assert _qstats(rcol)["trained"] and _qstats(rcol)["encoded_rows"] == 5000
+            assert _qstats(rcol)["trainings"] == 0  # it loaded the writer's codes
             assert recall_at_k(result_ids(results), truth) >= 0.95
             assert_exact_distances(results, X, Q, "l2")
 

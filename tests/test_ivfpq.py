@@ -357,3 +357,24 @@ def test_default_nprobe_is_an_eighth_of_the_lists(db, no_small_scan):
     assert col.stats()["index"]["lists"] == 200
     assert col.explain(Q[0], k=10)["nprobe"] == 25
     assert col.explain(Q[0], k=10, where=None)["plan"] == "ivfpq"
+
+
+def test_readonly_handle_opened_before_training_loads_the_writers_lists(db_path,
+                                                                         no_small_scan):
+    X, Q = clustered_vectors(6000, DIM, n_queries=30, seed=24)
+    truth, _ = exact_topk(X, Q, 10, "l2")
+    with vecdb.open(db_path) as db:
+        col = db.create_collection("c", dim=DIM, metric="l2", index=IVF)
+        add_in_batches(col, X, 0, 1000)
+        with vecdb.open(db_path, readonly=True) as ro:
+            rcol = ro.get_collection("c")
+            assert rcol.explain(Q[0], k=10)["plan"] == "exact"
+            add_in_batches(col, X, 1000, 6000, 2500)  # the writer trains and checkpoints
+            assert col.stats()["index"]["trained"]
+            results = rcol.query(Q, k=10, nprobe=16, explain=True)
+            assert results[0].explain["plan"] == "ivfpq"
+            st = rcol.stats()["index"]
+            assert st["trained"] and st["trainings"] == 0  # loaded, not trained again
+            assert st["covered_rows"] == 6000
+            assert recall_at_k(result_ids(results), truth) >= 0.95
+            assert_exact_distances(results, X, Q, "l2")

@@ -229,8 +229,11 @@ class Codes:
         if state is None:
             if n_rows < self.config.train_size:
                 return False
-            self.train(views, shift, n_rows)
-            return True
+            # a reader first looks for the codes the writer trained meanwhile
+            if self.writable or self._load(n_rows) is not None:
+                self.train(views, shift, n_rows)
+                return True
+            state = self._state
         if state.rows < n_rows:
             self._encode(state, views(n_rows), shift, state.rows, n_rows)
         return False

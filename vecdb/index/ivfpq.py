@@ -210,9 +210,13 @@ class IvfPqIndex:
     def _extend(self, views: Views, n_rows: int) -> None:
         lists = self._lists
         if lists is None:
-            if n_rows >= self.config.rows_to_train:
+            if n_rows < self.config.rows_to_train:
+                return
+            # a reader first looks for the lists the writer trained meanwhile
+            if self.writable or self._load(n_rows) is not None:
                 self._train(views, n_rows)
-            return
+                return
+            lists = self._lists
         if lists.covered < n_rows:
             self._add(lists, views(n_rows), lists.covered, n_rows)
             lists.publish()

@@ -108,6 +108,8 @@ def search(flat: FlatIndex, index: Optional[Index],
     those in allow (if given) and not in deny (if given). counting=True fills the plan's
     visited / distances counters. nprobe and rescore override the index's defaults."""
     k = min(k, eligible)
+    if isinstance(index, IvfPqIndex):  # (a reader) takes in new rows, or lists trained since
+        index.extend(views, n_rows)
     method, reason = choose(index, n_rows, eligible, k, ef, allow is not None,
                             queries.shape[1], nprobe, rescore)
     stats: Optional[Dict[str, int]] = {} if counting else None
