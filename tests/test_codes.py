@@ -17,6 +17,7 @@ import pytest
 import vecdb
 from conftest import (add_in_batches, assert_exact_distances, clustered_vectors, during,
                       exact_topk, flip_bytes, recall_at_k, result_ids)
+from vecdb.index import codes as codes_module
 from vecdb.query import planner
 
 DIM = 32
@@ -602,3 +603,33 @@ def test_constant_dimensions_quantize_cleanly(db, graph_always, kind):
     results = col.query(Q, k=10)
     assert recall_at_k(result_ids(results), truth) >= 0.95
     assert_exact_distances(results, X, Q, "l2")
+
+
+def test_codes_spanning_many_segments_persist_and_damage_is_found(db_path, graph_always,
+                                                                  monkeypatch):
+    """Code rows live in segments of CODE_ROWS rows, checkpointed one array per segment:
+    shrink the segments so that a small collection spans several (one of them partial)."""
+    monkeypatch.setattr(codes_module, "CODE_SHIFT", 9)
+    monkeypatch.setattr(codes_module, "CODE_ROWS", 1 << 9)
+    monkeypatch.setattr(codes_module, "CODE_MASK", (1 << 9) - 1)
+    X, Q = clustered_vectors(2300, DIM, n_queries=30, seed=19)  # 4 whole segments + 252 rows
+    with vecdb.open(db_path) as db:
+        col = db.create_collection("c", dim=DIM, metric="l2", index=FAST,
+                                   quantization=vecdb.SQ8(train_size=1000))
+        add_in_batches(col, X, 0, 2300, 700)
+        before = result_ids(col.query(Q, k=10))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        with vecdb.open(db_path) as db:
+            col = db.get_collection("c")
+            assert _qstats(col)["trainings"] == 0 and _qstats(col)["encoded_rows"] == 2300
+            assert (result_ids(col.query(Q, k=10)) == before).all()
+            col.add(ids=[2300], vectors=X[:1] + 0.5)  # the partial segment grows after a load
+            assert col.query(X[0] + 0.5, k=1)[0].id == 2300
+    path = _codes_files(db_path)[0]
+    flip_bytes(path, 64 + 2 * (1 << 9) * DIM + 100)  # inside the array of a middle segment
+    with pytest.warns(RuntimeWarning, match="codes checkpoint"):
+        with vecdb.open(db_path) as db:
+            col = db.get_collection("c")
+            assert _qstats(col)["trainings"] == 1 and _qstats(col)["encoded_rows"] == 2301
+            assert recall_at_k(result_ids(col.query(Q, k=10)), before) >= 0.95

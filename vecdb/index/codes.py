@@ -9,7 +9,8 @@ Life of the codes of one collection generation:
   - trained: each extend encodes the new rows; searches traverse the codes.
 
 The checkpoint ``codes.vdbq`` (storage/arrayfile.py: magic, version, checksums) holds the
-quantizer's parameters, the codes of rows [0, rows) and the training statistics. Codes are
+quantizer's parameters, the codes of rows [0, rows) as one array per segment ("codes.<i>",
+mapped back in place) and the training statistics. Codes are
 derived state, like the graph: a checkpoint that is missing or fails its checks is rebuilt
 by training again (with a RuntimeWarning when rows were expected), never silently used.
 
@@ -196,18 +197,18 @@ class Codes:
                 return f"it holds {rows} rows but only {n_rows} are committed"
             quantizer = _native.Quantizer(self.config.kind, self.code_metric, self.dim,
                                           np.array(arrays["params"]), m=self._m)
-            codes = arrays["codes"]
-            if codes.shape != (rows, quantizer.code_size):
-                return f"its codes have shape {codes.shape}, expected " \
-                       f"{(rows, quantizer.code_size)}"
+            parts = [arrays[f"codes.{i}"] for i in range((rows + CODE_MASK) >> CODE_SHIFT)]
+            for i, part in enumerate(parts):
+                want = (min(CODE_ROWS, rows - (i << CODE_SHIFT)), quantizer.code_size)
+                if part.shape != want:
+                    return f"its codes segment {i} has shape {part.shape}, expected {want}"
             errors = ErrorStats(float(meta["train_error"]), float(meta["recent_sum"]),
                                 int(meta["recent_n"]))
             trained_rows = int(meta["trained_rows"])
         except (KeyError, TypeError, ValueError, VecDBError) as e:
             return f"its directory is malformed ({e})"
         state = _State(quantizer, [], 0, errors, trained_rows)
-        for start in range(0, rows, CODE_ROWS):
-            part = codes[start:start + CODE_ROWS]
+        for part in parts:
             if len(part) == CODE_ROWS:
                 state.segments.append(part)  # a view of the copy-on-write mapping
             else:  # the last, partial segment grows: copy it into a whole one
@@ -335,16 +336,14 @@ class Codes:
         if not self.writable or state is None or state.rows == self._saved_rows:
             return False
         rows = state.rows
-        codes = np.empty((rows, state.quantizer.code_size), dtype=np.uint8)
-        for start in range(0, rows, CODE_ROWS):
-            end = min(rows, start + CODE_ROWS)
-            codes[start:end] = state.segments[start >> CODE_SHIFT][: end - start]
+        arrays = {"params": state.quantizer.params}
+        for i, start in enumerate(range(0, rows, CODE_ROWS)):  # one array per segment
+            arrays[f"codes.{i}"] = state.segments[i][: min(rows, start + CODE_ROWS) - start]
         meta = {"kind": self.config.kind, "metric": self.code_metric, "dim": self.dim,
                 "m": self._m, "rows": rows, "train_error": state.errors.trained,
                 "recent_sum": state.errors.recent_sum, "recent_n": state.errors.recent_n,
                 "trained_rows": state.trained_rows}
-        arrayfile.save(self.path, MAGIC, VERSION, meta,
-                       {"params": state.quantizer.params, "codes": codes}, fsync=self.fsync)
+        arrayfile.save(self.path, MAGIC, VERSION, meta, arrays, fsync=self.fsync)
         self._saved_rows = rows
         return True
 
