@@ -253,7 +253,7 @@ int vdb_kmeans_assign(int simd, const float *centroids, size_t k, size_t dim, co
  *  PQ:  m divides dim; params = codebooks[m][256][dim/m]; code of x: for each j, the index
  *       of the nearest (squared L2, ties to the smaller) centroid of codebook j to x's j-th
  *       sub-vector. A code row is m bytes. Metrics L2 and IP only (a cosine collection stores
- *       unit vectors and searches them with IP).
+ *       unit vectors and scores their PQ codes with L2, which orders them as IP does).
  * Distances between a float32 query and a code row ("ADC") approximate the metric's distance
  * between the query and the decoded row:
  *  SQ8: the query is scaled per dimension (w_d = q_d * step_d, in double) and rounded to
