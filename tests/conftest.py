@@ -155,6 +155,46 @@ def flip_bytes(path, offset, count=16) -> None:
         f.seek(offset)
         f.write(bytes(b ^ 0xFF for b in data))
 
+def text_index_state(db, col):
+    """(postings and corpus statistics in LMDB, the same recomputed from the stored records)
+    of a collection: {"postings": {term: [(row, tf, doc length), ...]}, "stats": (docs,
+    terms)} each, for tests that check the text index stays in step with the rows."""
+    from vecdb.query.tokenize import term_counts
+    from vecdb.storage import keys, postings, records
+
+    env, prefix = db._env, col._prefix
+    actual, expected = {}, {}
+    with env.read() as txn:
+        with txn.cursor(db=env.dbs["postings"]) as cur:
+            if cur.set_range(prefix):
+                for key, value in cur.iternext(keys=True, values=True):
+                    if not key.startswith(prefix):
+                        break
+                    actual.setdefault(key[len(prefix):].decode(), []).append(
+                        postings.POSTING.unpack(value))
+        stats = postings.TextStats.load(txn, env.dbs["meta"], prefix)
+        docs = terms = 0
+        with txn.cursor(db=env.dbs["rows"]) as cur:
+            if cur.set_range(prefix):
+                for key, record in cur.iternext(keys=True, values=True):
+                    if not key.startswith(prefix):
+                        break
+                    document = records.decode(record)[2]
+                    counts = term_counts(document) if document and col.text_index else {}
+                    length = sum(counts.values())
+                    merged = {}
+                    for term, tf in counts.items():
+                        name = postings.term_key(prefix, term)[len(prefix):].decode()
+                        merged[name] = merged.get(name, 0) + tf
+                    for name, tf in merged.items():
+                        expected.setdefault(name, []).append((keys.key_row(key), tf, length))
+                    docs, terms = docs + (length > 0), terms + length
+    for lists in (actual, expected):
+        for name in lists:
+            lists[name].sort()
+    return ({"postings": actual, "stats": (stats.docs, stats.terms)},
+            {"postings": expected, "stats": (docs, terms)})
+
 
 @pytest.fixture
 def db_path(tmp_path):

@@ -20,7 +20,7 @@ import numpy as np
 import pytest
 
 import vecdb
-from conftest import Child, exact_topk, recall_at_k
+from conftest import Child, exact_topk, recall_at_k, text_index_state
 from vecdb.errors import DatabaseLockedError
 
 DIM = 16
@@ -230,6 +230,10 @@ def test_sigkilled_upserts_and_deletes_keep_invariants(tmp_path):
             for rec in records:
                 assert rec.document == f"{rec.id}@{rec.metadata['op']}"
                 np.testing.assert_array_equal(rec.vector, op_vector(rec.metadata["op"], rec.id))
+            # the text index committed with the rows: postings equal a recomputation
+            postings_state, recomputed = text_index_state(db, col)
+            assert postings_state == recomputed, f"round {r}: postings out of step"
+            assert postings_state["stats"][0] == len(records)
             if records:
                 check_exact_queries(col, ids, np.stack([rec.vector for rec in records]))
             # a deleted id is never returned, even when querying with its own last vector

@@ -48,10 +48,11 @@ from .query import filters, planner
 from .query.selection import Selection, select
 from .rowset import RowSet, remove_generation_dirs
 from .vacuum import vacuum
-from . import reads
+from . import reads, textindex
 from .results import Record, Results
 from .storage import keys, records
 from .storage.catalog import CollectionInfo
+from .textindex import TextWriter
 from .types import DEFAULT_INCLUDE, Id, Metadata, Where, WhereDocument
 
 AUTO_VACUUM_MIN_ROWS = 1024  # fewer tombstones than this never trigger auto_vacuum
@@ -91,6 +92,7 @@ class Collection:
         self._base_dir = directory
         self._config = index_from_dict(info.index)
         self._quantization = quantization_from_dict(info.index)
+        self._text_index = textindex.enabled(info.index)
         self._rows: Optional[RowSet] = None  # replaced whole on a generation switch
         self._dropped = False
         self._load_state()
@@ -114,6 +116,12 @@ class Collection:
         """The index config the collection was created with (``vecdb.HNSW(...)``,
         ``vecdb.IVFPQ(...)`` or ``vecdb.Flat()``)."""
         return self._config
+
+    @property
+    def text_index(self) -> bool:
+        """Whether the collection keeps BM25 postings of its documents (``text_index=`` at
+        creation; collections created before text indexing existed have none)."""
+        return self._text_index
 
     @property
     def quantization(self) -> Any:
@@ -216,10 +224,14 @@ class Collection:
                 raise CollectionNotFoundError(f"collection {self.name!r} was dropped")
             yield
 
-    def _tombstone(self, txn: Any, old: bytes, seq: int, tombs: List[int]) -> int:
-        """Deletes the record of row `old` (packed u64) and logs it as tombstone number seq;
-        appends the row to tombs and returns the next sequence number."""
+    def _tombstone(self, txn: Any, old: bytes, seq: int, tombs: List[int],
+                   text: TextWriter) -> int:
+        """Deletes the record of row `old` (packed u64) and its postings, and logs it as
+        tombstone number seq; appends the row to tombs and returns the next sequence
+        number."""
         dbs = self._db._env.dbs
+        if text.on:
+            text.remove(keys.unpack_u64(old), txn.get(self._prefix + old, db=dbs["rows"]))
         txn.delete(self._prefix + old, db=dbs["rows"])
         txn.put(keys.row_key(self._prefix, seq), old, db=dbs["tombs"])
         tombs.append(keys.unpack_u64(old))
@@ -242,6 +254,7 @@ class Collection:
 
             def transaction(txn: Any) -> Tuple[int, List[int], int]:
                 seq, tombs, edits = rows.tomb_seq, [], rows.edit_seq
+                text = TextWriter(txn, dbs, prefix, self._text_index)
                 if record_for is None:
                     for i, key in enumerate(batch.keys):
                         if not txn.put(key, keys.pack_u64(start + i), db=dbs["ids"],
@@ -252,20 +265,26 @@ class Collection:
                     with txn.cursor(db=dbs["rows"]) as cur:
                         cur.putmulti([(keys.row_key(prefix, start + i), record)
                                       for i, record in enumerate(batch.encoded)])
+                    for i, document in enumerate(batch.documents):
+                        text.add(start + i, document)
                 for i, key in enumerate(batch.keys if record_for else ()):
                     old = txn.get(key, db=dbs["ids"])
                     old_key = None if old is None else prefix + old
-                    record = record_for(i, txn.get(old_key, db=dbs["rows"]) if old_key else None)
+                    old_record = txn.get(old_key, db=dbs["rows"]) if old_key else None
+                    record = record_for(i, old_record)
                     if n_new:
                         if old is not None:
-                            seq = self._tombstone(txn, old, seq, tombs)
+                            seq = self._tombstone(txn, old, seq, tombs, text)
                         new = keys.pack_u64(start + i)
                         txn.put(key, new, db=dbs["ids"])
                         txn.put(prefix + new, record, db=dbs["rows"])
+                        text.add_record(start + i, record)
                     else:  # in place: logged for the filter columns
                         txn.put(old_key, record, db=dbs["rows"])
                         txn.put(keys.row_key(prefix, edits), old, db=dbs["edits"])
                         edits += 1
+                        text.replace(keys.unpack_u64(old), old_record, record)
+                text.finish()
                 txn.put(prefix, keys.pack_state(start + n_new, seq, rows.gen, edits),
                         db=dbs["state"])
                 return seq, tombs, edits
@@ -341,6 +360,7 @@ class Collection:
 
             def transaction(txn: Any) -> Tuple[int, List[int]]:
                 seq, tombs = rows.tomb_seq, []
+                text = TextWriter(txn, dbs, prefix, self._text_index)
                 if id_keys is not None:
                     for key in id_keys:
                         old = txn.get(key, db=dbs["ids"])
@@ -348,7 +368,7 @@ class Collection:
                                            not selection.contains(keys.unpack_u64(old))):
                             continue
                         txn.delete(key, db=dbs["ids"])
-                        seq = self._tombstone(txn, old, seq, tombs)
+                        seq = self._tombstone(txn, old, seq, tombs, text)
                 else:
                     for row in selection.rows().tolist():
                         old = keys.pack_u64(row)
@@ -356,7 +376,8 @@ class Collection:
                         if record is not None:
                             txn.delete(keys.id_key(prefix, records.decode_id(record)),
                                        db=dbs["ids"])
-                            seq = self._tombstone(txn, old, seq, tombs)
+                            seq = self._tombstone(txn, old, seq, tombs, text)
+                text.finish()
                 if tombs:
                     txn.put(prefix, keys.pack_state(rows.watermark, seq, rows.gen,
                                                     rows.edit_seq), db=dbs["state"])

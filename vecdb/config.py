@@ -178,9 +178,15 @@ def _from_dict(d: Dict[str, Any], kinds: Dict[str, Any], what: str) -> Any:
     return kinds[kind](**params)
 
 
+# Keys of the catalog's index map that configure something beside the index itself.
+_NOT_INDEX_KEYS = ("quantization", "text_index")
+
+
 def index_from_dict(d: Dict[str, Any]) -> IndexConfig:
-    """Rebuilds the index config stored in the catalog (without its quantization)."""
-    return _from_dict({k: v for k, v in d.items() if k != "quantization"}, _KINDS, "index")
+    """Rebuilds the index config stored in the catalog (without its quantization and text
+    index settings)."""
+    return _from_dict({k: v for k, v in d.items() if k not in _NOT_INDEX_KEYS}, _KINDS,
+                      "index")
 
 
 def quantization_from_dict(d: Dict[str, Any]) -> Optional[QuantConfig]:

@@ -25,6 +25,7 @@ from typing import Any, Dict, Iterator, List, Optional, Union
 from . import validate
 from .collection import Collection
 from .rowset import remove_generation_dirs
+from .textindex import TEXT_INDEX_KEY
 from .config import IVFPQ, check_index, check_pq_m, check_quantization
 from .errors import (CollectionExistsError, CollectionNotFoundError, DatabaseClosedError,
                      DatabaseNotFoundError, InvalidArgumentError, ReadOnlyError)
@@ -141,12 +142,14 @@ class Database:
         return col
 
     def create_collection(self, name: str, *, dim: int, metric: Metric = "cosine",
-                          index: Any = None, quantization: Any = None) -> Collection:
+                          index: Any = None, quantization: Any = None,
+                          text_index: bool = True) -> Collection:
         """Creates a collection; ``CollectionExistsError`` if the name is taken.
 
         ``index``: ``vecdb.HNSW(...)`` (the default), ``vecdb.IVFPQ(...)`` or ``vecdb.Flat()``;
         ``quantization`` (HNSW only): ``vecdb.SQ8()`` or ``vecdb.PQ(m=...)`` to traverse
-        compressed codes in RAM and rescore from the float32 vectors on disk.
+        compressed codes in RAM and rescore from the float32 vectors on disk. ``text_index``:
+        keep BM25 postings of the documents (written with each batch) for keyword search.
 
         >>> docs = db.create_collection("docs", dim=384, metric="cosine")  # doctest: +SKIP
         >>> big = db.create_collection("big", dim=384, quantization=vecdb.PQ(m=48))  # doctest: +SKIP
@@ -158,9 +161,12 @@ class Database:
         quant = check_quantization(quantization, config, dim)
         if isinstance(config, IVFPQ):
             check_pq_m(config.m, dim, "index")
+        if not isinstance(text_index, bool):
+            raise InvalidArgumentError(f"text_index: expected True or False, got {text_index!r}")
         stored = config.to_dict()
         if quant is not None:
             stored["quantization"] = quant.to_dict()
+        stored[TEXT_INDEX_KEY] = text_index
         with self._writing():
             def transaction(txn: Any) -> catalog.CollectionInfo:
                 if catalog.get(txn, self._env.dbs, name) is not None:
@@ -182,7 +188,8 @@ class Database:
             return self._handle(info)
 
     def get_or_create_collection(self, name: str, *, dim: int, metric: Metric = "cosine",
-                                 index: Any = None, quantization: Any = None) -> Collection:
+                                 index: Any = None, quantization: Any = None,
+                                 text_index: bool = True) -> Collection:
         """The existing collection (whose dim and metric must match), or a new one (index
         and quantization apply to a new one only)."""
         self._check_open()
@@ -191,7 +198,7 @@ class Database:
         if info is None:
             try:
                 return self.create_collection(name, dim=dim, metric=metric, index=index,
-                                              quantization=quantization)
+                                              quantization=quantization, text_index=text_index)
             except CollectionExistsError:  # created meanwhile by another thread
                 info = self._lookup(name)
         if info.dim != dim or info.metric != metric:

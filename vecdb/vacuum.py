@@ -19,7 +19,8 @@ from __future__ import annotations
 import time
 from typing import TYPE_CHECKING, Any, Dict
 
-from .storage import keys, records
+from .storage import keys, postings, records
+from .textindex import TextWriter
 from .rowset import RowSet, generation_dir, remove_generation_dirs
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -50,11 +51,14 @@ def vacuum(col: "Collection") -> Dict[str, Any]:
         old.filters.carry_over(env, prefix, live, new.filters)
 
         def transaction(txn: Any) -> None:
+            postings.drop(txn, dbs["postings"], dbs["meta"], prefix)  # rows are renumbered
+            text = TextWriter(txn, dbs, prefix, col._text_index)
             for new_row, old_row in enumerate(live.tolist()):
                 old_key = keys.row_key(prefix, old_row)
                 record = txn.get(old_key, db=dbs["rows"])
                 txn.delete(old_key, db=dbs["rows"])
                 txn.put(keys.row_key(prefix, new_row), record, db=dbs["rows"])
+                text.add_record(new_row, record)
                 ext_id = records.decode_id(record)
                 txn.put(keys.id_key(prefix, ext_id), keys.pack_u64(new_row), db=dbs["ids"])
             for table in ("tombs", "edits"):  # logs of the old generation's rows
@@ -62,6 +66,7 @@ def vacuum(col: "Collection") -> Dict[str, Any]:
                     if cur.set_range(prefix):
                         while cur.key().startswith(prefix) and cur.delete():
                             pass
+            text.finish()
             txn.put(prefix, keys.pack_state(len(live), 0, gen, 0), db=dbs["state"])
 
         env.write(transaction, sync=True)

@@ -23,7 +23,7 @@ import lmdb
 import msgpack
 
 from ..errors import FormatVersionError
-from . import keys
+from . import keys, postings
 
 COLLECTION_FORMAT_VERSION = 1
 
@@ -93,6 +93,7 @@ def drop(txn: "lmdb.Transaction", dbs: dict, info: CollectionInfo) -> None:
     txn.delete(info.prefix, db=dbs["state"])
     for table in ("rows", "ids", "tombs", "edits"):
         _delete_prefix(txn, dbs[table], info.prefix)
+    postings.drop(txn, dbs["postings"], dbs["meta"], info.prefix)
 
 
 def _delete_prefix(txn: "lmdb.Transaction", db: Any, prefix: bytes) -> None:

@@ -28,10 +28,13 @@ from ..errors import CorruptionError, DatabaseClosedError, FormatVersionError
 FORMAT_VERSION = 1
 MAGIC = b"vecdb-lmdb"
 INITIAL_MAP_SIZE = 64 << 20
-SUBDBS = ("meta", "catalog", "rows", "ids", "tombs", "state", "edits")
+SUBDBS = ("meta", "catalog", "rows", "ids", "tombs", "state", "edits", "postings")
 # Tables added after format 1 was first written: a read-only open of a database that no
 # writer of this version has opened yet finds them missing, and they are then empty (None).
-LATER_SUBDBS = ("edits",)
+LATER_SUBDBS = ("edits", "postings")
+# Open flags of tables that are not plain key -> value maps (postings.py: sorted,
+# fixed-size duplicates per term).
+SUBDB_FLAGS = {"postings": {"dupsort": True, "dupfixed": True}}
 
 T = TypeVar("T")
 
@@ -101,7 +104,9 @@ class Env:
         try:
             if writable:
                 with self.env.begin(write=True) as txn:
-                    self.dbs = {n: self.env.open_db(n.encode(), txn=txn) for n in SUBDBS}
+                    self.dbs = {n: self.env.open_db(n.encode(), txn=txn,
+                                                    **SUBDB_FLAGS.get(n, {}))
+                                for n in SUBDBS}
             else:
                 self.dbs = {n: self._open_existing(n) for n in SUBDBS}
             self._check_format()
@@ -114,7 +119,7 @@ class Env:
 
     def _open_existing(self, name: str) -> Any:
         try:
-            return self.env.open_db(name.encode(), create=False)
+            return self.env.open_db(name.encode(), create=False, **SUBDB_FLAGS.get(name, {}))
         except lmdb.NotFoundError:
             if name in LATER_SUBDBS:
                 return None

@@ -1,0 +1,72 @@
+"""The text index of a collection's documents, kept in step with its rows inside each write
+transaction: a TextWriter turns "row r now holds record x" / "row r is gone" into postings
+(storage/postings.py) of the tokens (query/tokenize.py) of the record's document.
+
+Invariants:
+ 1. Every write transaction that stores, replaces or deletes a row record tells its
+    TextWriter (``add`` / ``replace`` / ``remove``) before it commits, then calls ``finish``;
+    postings and corpus statistics therefore commit, or vanish, with the rows.
+ 2. A row's postings are derived from its record's document only, so removing them
+    re-tokenizes the old document and deletes exactly what adding it wrote.
+ 3. A collection created with ``text_index=False`` (or before text indexing existed) gets a
+    disabled writer: nothing is written.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Dict, Optional
+
+from .query.tokenize import term_counts
+from .storage import postings, records
+
+TEXT_INDEX_KEY = "text_index"  # in the catalog's index map
+
+
+def enabled(index_map: Dict[str, Any]) -> bool:
+    """Whether a collection's catalog entry asks for a text index."""
+    return bool(index_map.get(TEXT_INDEX_KEY, False))
+
+
+class TextWriter:
+    """Postings updates of one write transaction of one collection (see module docstring)."""
+
+    def __init__(self, txn: Any, dbs: Dict[str, Any], prefix: bytes, on: bool) -> None:
+        self.on = on and dbs.get("postings") is not None
+        self.txn, self.prefix = txn, prefix
+        self.db, self.meta = dbs.get("postings"), dbs["meta"]
+        self.stats = postings.TextStats.load(txn, self.meta, prefix) if self.on else None
+        self.changed = False
+
+    def add(self, row: int, document: Optional[str]) -> None:
+        """Row row now holds a record with this document (None: none)."""
+        if self.on and document:
+            postings.add(self.txn, self.db, self.prefix, row, term_counts(document), self.stats)
+            self.changed = True
+
+    def add_record(self, row: int, record: bytes) -> None:
+        if self.on:
+            self.add(row, records.decode(record)[2])
+
+    def remove(self, row: int, record: Optional[bytes]) -> None:
+        """Row row, which held record, is deleted or replaced."""
+        if self.on and record is not None:
+            document = records.decode(record)[2]
+            if document:
+                postings.remove(self.txn, self.db, self.prefix, row, term_counts(document),
+                                self.stats)
+                self.changed = True
+
+    def replace(self, row: int, old: Optional[bytes], new: bytes) -> None:
+        """Row row keeps its number but its record changes from old to new (update())."""
+        if not self.on:
+            return
+        before = records.decode(old)[2] if old is not None else None
+        after = records.decode(new)[2]
+        if before != after:
+            self.remove(row, old)
+            self.add(row, after)
+
+    def finish(self) -> None:
+        """Stores the corpus statistics (call once, before the transaction commits)."""
+        if self.on and self.changed:
+            self.stats.save(self.txn, self.meta, self.prefix)
