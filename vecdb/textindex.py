@@ -14,7 +14,7 @@ Invariants:
 
 from __future__ import annotations
 
-from typing import Any, Dict, Optional
+from typing import Any, Dict, List, Optional, Tuple
 
 from .query.tokenize import term_counts
 from .storage import postings, records
@@ -36,11 +36,13 @@ class TextWriter:
         self.db, self.meta = dbs.get("postings"), dbs["meta"]
         self.stats = postings.TextStats.load(txn, self.meta, prefix) if self.on else None
         self.changed = False
+        self._pending: List[Tuple[bytes, bytes]] = []  # added postings, stored by finish()
 
     def add(self, row: int, document: Optional[str]) -> None:
         """Row row now holds a record with this document (None: none)."""
         if self.on and document:
-            postings.add(self.txn, self.db, self.prefix, row, term_counts(document), self.stats)
+            self._pending += postings.entries(self.prefix, row, term_counts(document),
+                                              self.stats)
             self.changed = True
 
     def add_record(self, row: int, record: bytes) -> None:
@@ -67,6 +69,10 @@ class TextWriter:
             self.add(row, after)
 
     def finish(self) -> None:
-        """Stores the corpus statistics (call once, before the transaction commits)."""
+        """Stores the added postings, sorted, and the corpus statistics (call once, before
+        the transaction commits). Removals are immediate: a row's postings are only ever
+        removed before new ones of that row are added, within one transaction."""
         if self.on and self.changed:
+            postings.put(self.txn, self.db, self._pending)
+            self._pending = []
             self.stats.save(self.txn, self.meta, self.prefix)

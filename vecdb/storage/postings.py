@@ -26,13 +26,13 @@ from __future__ import annotations
 
 import struct
 from dataclasses import dataclass
-from typing import Any, Dict, Mapping
+from typing import Any, Dict, List, Mapping, Tuple
 
 import numpy as np
 
 POSTING = struct.Struct(">QII")  # row, term frequency, document length
 POSTING_DTYPE = np.dtype([("row", ">u8"), ("tf", ">u4"), ("dl", ">u4")])
-MAX_TERM_BYTES = 250
+MAX_TERM_BYTES = 256  # the tokenizer's 64 characters of at most 4 UTF-8 bytes each
 _STATS = struct.Struct("<QQ")
 _STATS_KEY = b"text"
 
@@ -65,17 +65,34 @@ class TextStats:
         txn.put(_STATS_KEY + prefix, _STATS.pack(self.docs, self.terms), db=meta_db)
 
 
+def entries(prefix: bytes, row: int, counts: Mapping[str, int],
+            stats: TextStats) -> List[Tuple[bytes, bytes]]:
+    """The postings (key, value) that index the document of row (its term counts), counted
+    in stats; store them with ``put``."""
+    length = sum(counts.values())
+    if not length:
+        return []
+    stats.docs += 1
+    stats.terms += length
+    pack = POSTING.pack
+    if all(len(term) <= MAX_TERM_BYTES // 4 for term in counts):  # no cut: keys distinct
+        return [(prefix + term.encode("utf-8"), pack(row, tf, length))
+                for term, tf in counts.items()]
+    return [(key, pack(row, tf, length)) for key, tf in _merged(prefix, counts).items()]
+
+
+def put(txn: Any, db: Any, items: List[Tuple[bytes, bytes]]) -> None:
+    """Stores postings from ``entries`` (sorted first: one pass of LMDB's cursor)."""
+    if items:
+        items.sort()
+        with txn.cursor(db=db) as cur:
+            cur.putmulti(items, dupdata=True)
+
+
 def add(txn: Any, db: Any, prefix: bytes, row: int, counts: Mapping[str, int],
         stats: TextStats) -> None:
     """Indexes the document of row (its term counts) and counts it in stats."""
-    length = sum(counts.values())
-    if not length:
-        return
-    merged = _merged(prefix, counts)
-    for key, tf in merged.items():
-        txn.put(key, POSTING.pack(row, tf, length), db=db, dupdata=True)
-    stats.docs += 1
-    stats.terms += length
+    put(txn, db, entries(prefix, row, counts, stats))
 
 
 def remove(txn: Any, db: Any, prefix: bytes, row: int, counts: Mapping[str, int],
