@@ -15,6 +15,7 @@ import numpy as np
 
 from .query import filters, planner
 from .query.selection import Selection
+from .query.tokenize import term_counts
 from .results import Results
 from .rowset import RowSet
 from .storage import keys, records
@@ -113,6 +114,21 @@ def explain_report(plan: planner.Plan, node: filters.Node, selection: Optional[S
             "ef": plan.ef, "nprobe": plan.nprobe, "rescored": plan.rescored,
             "queries": n_queries, "nodes_visited": plan.visited,
             "distance_computations": plan.distances, "rescanned": plan.rescanned,
+            "filter_cached": bool(selection and selection.cached),
+            "filter_ms": 1e3 * (selection.seconds if selection else 0.0),
+            "search_ms": 1e3 * (now - t1), "total_ms": 1e3 * (now - t0)}
+
+
+def keyword_report(texts: List[str], ranked: List[Tuple[np.ndarray, np.ndarray]],
+                   node: filters.Node, selection: Optional[Selection], live: int, t0: float,
+                   t1: float) -> Dict[str, Any]:
+    """The report of query(text=..., explain=True)."""
+    matches = live if selection is None else selection.matches
+    now = time.perf_counter()
+    return {"plan": "keyword", "reason": "BM25 over the documents' postings",
+            "filter": filters.describe(node), "matches": matches, "live": live,
+            "terms": [list(term_counts(t)) for t in texts],
+            "hits": [len(rows) for rows, _ in ranked], "queries": len(texts),
             "filter_cached": bool(selection and selection.cached),
             "filter_ms": 1e3 * (selection.seconds if selection else 0.0),
             "search_ms": 1e3 * (now - t1), "total_ms": 1e3 * (now - t0)}

@@ -206,6 +206,20 @@ def documents(value: Any, n: int) -> List[Optional[str]]:
     return items
 
 
+def texts(value: Any) -> Tuple[List[str], bool]:
+    """([text, ...], was_single) for a keyword query (a str) or a batch of them."""
+    if isinstance(value, str):
+        return [value], True
+    items = _as_list(value, "text")
+    if not items:
+        raise InvalidArgumentError("text: empty batch of text queries")
+    for i, t in enumerate(items):
+        if not isinstance(t, str):
+            raise InvalidArgumentError(f"text[{i}]: expected str, got {type(t).__name__} "
+                                       f"{_short(t)}")
+    return items, False
+
+
 _FAST_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 
 
