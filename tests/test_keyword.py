@@ -92,8 +92,8 @@ def test_explain_and_bad_arguments(db):
     assert report["hits"] == [3]
     with pytest.raises(vecdb.InvalidArgumentError, match="query"):
         col.query(k=3)
-    with pytest.raises(vecdb.InvalidArgumentError, match="text"):
-        col.query(np.zeros(4), text="apple")
+    with pytest.raises(vecdb.InvalidArgumentError, match="fusion"):
+        col.query(text="apple", fusion=vecdb.RRF())  # nothing to fuse
     with pytest.raises(vecdb.InvalidArgumentError, match=r"text\[1\]"):
         col.query(text=["apple", 3])
     other = db.create_collection("plain", dim=4, text_index=False)

@@ -44,11 +44,11 @@ from .errors import (CollectionNotFoundError, CorruptionError, IdExistsError, Id
                      InvalidArgumentError)
 from .config import HNSW, IVFPQ, index_from_dict, quantization_from_dict
 from .index.filter_columns import GenerationMoved
-from .query import filters, keyword, planner
+from .query import filters, planner
 from .query.selection import Selection, select
 from .rowset import RowSet, remove_generation_dirs
 from .vacuum import vacuum
-from . import reads, textindex
+from . import reads, textindex, textsearch
 from .results import Record, Results
 from .storage import keys, records
 from .storage.catalog import CollectionInfo
@@ -481,7 +481,7 @@ class Collection:
                               vector=None if vectors is None else vectors[j]))
         return out
 
-    def query(self, query: Any = None, k: int = 10, *, text: Any = None,
+    def query(self, query: Any = None, k: int = 10, *, text: Any = None, fusion: Any = None,
               where: Optional[Where] = None,
               where_document: Optional[WhereDocument] = None,
               include: Sequence[str] = DEFAULT_INCLUDE, ef: Optional[int] = None,
@@ -495,7 +495,11 @@ class Collection:
         ``text="..."`` (or a list of texts) without a vector: the k best items by BM25 over
         their documents (query/keyword.py); a hit's ``score`` is its BM25 score and its
         ``distance`` minus that. Needs the collection's text index (``text_index=True``, the
-        default).
+        default). A vector and ``text=`` together: hybrid search, the vector and keyword
+        rankings (of ``max(50, 2k)`` candidates each, both under the filters) fused by
+        ``fusion=vecdb.RRF(k=60)`` (the default) or ``vecdb.Weighted(alpha=0.5)``; each hit's
+        ``sides`` gives its rank and distance / score on each side, its ``score`` the fused
+        score.
 
         Knobs (None: the collection's defaults): ``ef`` the graph's candidate list (HNSW);
         ``nprobe`` the lists an IVF-PQ query scans; ``rescore`` the multiple of k of
@@ -511,11 +515,11 @@ class Collection:
         node = filters.parse(where, where_document)
         fields = validate.include(include)
         k = validate.k(k)
-        if text is not None:
-            if query is not None:
-                raise InvalidArgumentError("query, text: hybrid search (both) is not "
-                                           "available yet; give one of them")
-            return self._keyword_query(text, k, node, fields, explain, t0)
+        if fusion is not None and (text is None or query is None):
+            raise InvalidArgumentError("fusion: only a hybrid query (a vector and text=) "
+                                       "fuses two rankings")
+        if text is not None and query is None:
+            return textsearch.keyword_query(self, text, k, node, fields, explain, t0)
         if query is None:
             raise InvalidArgumentError("query: give a query vector, or text= for a keyword "
                                        "search")
@@ -524,6 +528,9 @@ class Collection:
         ef = default_ef if ef is None else validate.positive_int(ef, "ef")
         nprobe, rescore = self._check_knobs(nprobe, rescore)
         queries, single = validate.queries(query, self.dim, normalize=self.metric == "cosine")
+        if text is not None:
+            return textsearch.hybrid_query(self, queries, single, text, k, node, fields,
+                                           fusion, ef, nprobe, rescore, n_threads, explain, t0)
         while True:  # once, unless a vacuum switches generations meanwhile (invariant 4)
             rows, selection = (self._current(), None) if node == filters.ALL else \
                 self._select(node)
@@ -549,40 +556,6 @@ class Collection:
             if explain:
                 report = reads.explain_report(plan, node, selection, rows.live, len(queries),
                                                 t0, t1)
-                for r in results:
-                    r.explain = report
-            return results[0] if single else results
-
-    def _keyword_query(self, text: Any, k: int, node: filters.Node, fields: Tuple[str, ...],
-                       explain: bool, t0: float) -> Union[Results, List[Results]]:
-        """query(text=...): BM25 over the documents, under the filters."""
-        texts, single = validate.texts(text)
-        if not self._text_index:
-            raise InvalidArgumentError(f"text: collection {self.name!r} has no text index "
-                                       f"(it was created with text_index=False)")
-        env = self._db._env
-        while True:  # once, unless a vacuum switches generations meanwhile (invariant 4)
-            rows, selection = (self._current(), None) if node == filters.ALL else \
-                self._select(node)
-            if selection is None:
-                n_rows, allow = rows.snapshot()[0], None
-            else:
-                n_rows, allow = selection.n_rows, selection.bits
-            t1 = time.perf_counter()
-            ranked = [keyword.search(env, self._prefix, rows.gen, n_rows, t, k, allow=allow)
-                      for t in texts]
-            if any(r is None for r in ranked):
-                continue
-            found = np.full((len(texts), k), -1, dtype=np.int64)
-            dists = np.full((len(texts), k), np.inf, dtype=np.float64)
-            for i, (hit_rows, scores) in enumerate(ranked):
-                found[i, :len(hit_rows)] = hit_rows
-                dists[i, :len(hit_rows)] = -scores
-            results = reads.hits(env, self._prefix, "ip", rows, found, dists, fields)
-            if results is None:
-                continue
-            if explain:
-                report = reads.keyword_report(texts, ranked, node, selection, rows.live, t0, t1)
                 for r in results:
                     r.explain = report
             return results[0] if single else results

@@ -164,6 +164,38 @@ class IVFPQ:
         return {"type": self.kind, **asdict(self)}
 
 
+@dataclass(frozen=True)
+class RRF:
+    """Reciprocal rank fusion of a hybrid query (the default): each side adds
+    1 / (k + rank) for the rows it found. Robust to the sides' different score scales.
+
+    >>> RRF().k
+    60
+    """
+
+    k: int = 60
+
+    def __post_init__(self) -> None:
+        _int_in("RRF", "k", self.k, 0, 1 << 20)
+
+
+@dataclass(frozen=True)
+class Weighted:
+    """Weighted fusion of a hybrid query: alpha * vector score + (1 - alpha) * text score,
+    each min-max scaled to [0, 1] over its candidates (alpha=1: vector only).
+
+    >>> Weighted(alpha=0.7).alpha
+    0.7
+    """
+
+    alpha: float = 0.5
+
+    def __post_init__(self) -> None:
+        a = self.alpha
+        if isinstance(a, bool) or not isinstance(a, numbers.Real) or not 0.0 <= a <= 1.0:
+            raise InvalidArgumentError(f"Weighted.alpha: expected a number in [0, 1], got {a!r}")
+
+
 IndexConfig = Union[Flat, HNSW, IVFPQ]
 QuantConfig = Union[SQ8, PQ]
 _KINDS = {Flat.kind: Flat, HNSW.kind: HNSW, IVFPQ.kind: IVFPQ}

@@ -134,6 +134,28 @@ def keyword_report(texts: List[str], ranked: List[Tuple[np.ndarray, np.ndarray]]
             "search_ms": 1e3 * (now - t1), "total_ms": 1e3 * (now - t0)}
 
 
+def hybrid_report(plan: Optional[planner.Plan], fusion: Any, n_cand: int, texts: List[str],
+                  lists: List[Dict[str, Any]], node: filters.Node,
+                  selection: Optional[Selection], live: int, t0: float,
+                  t1: float) -> Dict[str, Any]:
+    """The report of a hybrid query(q, text=..., explain=True): the vector side's plan, each
+    query's two candidate lists (rows, best first) and the fused ranking with each hit's
+    per-side rank and distance / score."""
+    matches = live if selection is None else selection.matches
+    now = time.perf_counter()
+    vector = None if plan is None else {
+        "plan": plan.method, "reason": plan.reason, "ef": plan.ef, "nprobe": plan.nprobe,
+        "rescored": plan.rescored, "nodes_visited": plan.visited,
+        "distance_computations": plan.distances, "rescanned": plan.rescanned}
+    return {"plan": "hybrid", "fusion": repr(fusion), "candidates_per_side": n_cand,
+            "filter": filters.describe(node), "matches": matches, "live": live,
+            "vector": vector, "terms": [list(term_counts(t)) for t in texts],
+            "queries": len(texts), "lists": lists,
+            "filter_cached": bool(selection and selection.cached),
+            "filter_ms": 1e3 * (selection.seconds if selection else 0.0),
+            "search_ms": 1e3 * (now - t1), "total_ms": 1e3 * (now - t0)}
+
+
 def read_vectors(rows: RowSet, row_numbers: List[int]) -> np.ndarray:
     if not row_numbers:
         return np.empty((0, rows.dim), dtype=np.float32)

@@ -18,7 +18,10 @@ from .types import Id, Metadata
 class Hit(NamedTuple):
     """One nearest neighbour: ``distance`` (smaller is closer) and ``score`` (larger is closer).
 
-    An immutable named tuple (cheap to build: a query makes k of them).
+    An immutable named tuple (cheap to build: a query makes k of them). ``sides`` (hybrid
+    queries only) tells where the hit came from: {"vector": {"rank": 1, "distance": ...},
+    "text": {"rank": 4, "score": ...}} (1-based ranks; a side that did not find it is
+    missing).
     """
 
     id: Id
@@ -27,6 +30,7 @@ class Hit(NamedTuple):
     metadata: Optional[Metadata] = None
     document: Optional[str] = None
     vector: Optional[np.ndarray] = None
+    sides: Optional[Dict[str, Dict[str, float]]] = None
 
 
 class Record(NamedTuple):
@@ -60,7 +64,7 @@ class Results(Sequence[Hit]):
     """
 
     __slots__ = ("_ids", "_distances", "_score_offset", "_metadatas", "_documents", "_vectors",
-                 "_hits", "explain")
+                 "_sides", "_hits", "explain")
 
     def __init__(self, hits: Sequence[Hit] = ()) -> None:
         hits = list(hits)
@@ -71,12 +75,14 @@ class Results(Sequence[Hit]):
         self._metadatas = [h.metadata for h in hits]
         self._documents = [h.document for h in hits]
         self._vectors: Optional[List[Any]] = [h.vector for h in hits]
+        self._sides: Optional[List[Any]] = [h.sides for h in hits]
         self.explain: Optional[Dict[str, Any]] = None
 
     @classmethod
     def _from_columns(cls, ids: List[Id], distances: List[float], score_offset: float,
                       metadatas: Optional[List[Any]], documents: Optional[List[Any]],
-                      vectors: Optional[Sequence[np.ndarray]] = None) -> "Results":
+                      vectors: Optional[Sequence[np.ndarray]] = None,
+                      sides: Optional[List[Any]] = None) -> "Results":
         """Results from columns (None: the field was not included); each score is
         score_offset - distance (1 - distance under cosine, -distance otherwise)."""
         r = cls.__new__(cls)
@@ -85,15 +91,22 @@ class Results(Sequence[Hit]):
         r._metadatas = metadatas if metadatas is not None else [None] * len(ids)
         r._documents = documents if documents is not None else [None] * len(ids)
         r._vectors = None if vectors is None else list(vectors)
+        r._sides = sides
         r.explain = None
         return r
+
+    def _with_sides(self, sides: List[Any]) -> "Results":
+        """Attaches each hit's hybrid sides (in hit order); returns self."""
+        self._sides, self._hits = sides, None
+        return self
 
     def _materialize(self) -> List[Hit]:
         if self._hits is None:
             off = self._score_offset
             vectors = self._vectors or [None] * len(self._ids)
-            self._hits = [Hit(i, d, off - d, m, doc, v) for i, d, m, doc, v in zip(
-                self._ids, self._distances, self._metadatas, self._documents, vectors)]
+            sides = self._sides or [None] * len(self._ids)
+            self._hits = [Hit(i, d, off - d, m, doc, v, s) for i, d, m, doc, v, s in zip(
+                self._ids, self._distances, self._metadatas, self._documents, vectors, sides)]
         return self._hits
 
     @overload
