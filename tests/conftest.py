@@ -159,8 +159,8 @@ def text_index_state(db, col):
     """(postings and corpus statistics in LMDB, the same recomputed from the stored records)
     of a collection: {"postings": {term: [(row, tf, doc length), ...]}, "stats": (docs,
     terms)} each, for tests that check the text index stays in step with the rows."""
-    from vecdb.query.tokenize import term_counts
     from vecdb.storage import keys, postings, records
+    from vecdb.textindex import counts_for
 
     env, prefix = db._env, col._prefix
     actual, expected = {}, {}
@@ -180,7 +180,8 @@ def text_index_state(db, col):
                     if not key.startswith(prefix):
                         break
                     document = records.decode(record)[2]
-                    counts = term_counts(document) if document and col.text_index else {}
+                    counts = counts_for(col.text_index, document) \
+                        if document and col.text_index else {}
                     length = sum(counts.values())
                     merged = {}
                     for term, tf in counts.items():

@@ -114,3 +114,37 @@ def test_reader_sees_new_documents(db_path):
         col = db.get_collection("c")
         col.vacuum()
         assert col.query(text="kiwi smoothie", k=1)[0].id == "kiwi"
+
+
+def test_bm25_parameters_and_stopwords_are_the_collections(db):
+    col = _col(db, text_index=vecdb.BM25(k1=2.0, b=0.3))
+    assert col.text_index == vecdb.BM25(k1=2.0, b=0.3)
+    hits = col.query(text="apple market", k=10)
+    ref = _bm25_reference(DOCS, "apple market", k1=2.0, b=0.3)
+    assert [h.id for h in hits] == [i for i, _ in ref]
+    np.testing.assert_allclose([h.score for h in hits], [s for _, s in ref], rtol=1e-9)
+
+    sw = db.create_collection("sw", dim=4, text_index=vecdb.BM25(stopwords="english"))
+    sw.add(ids=[1, 2], vectors=[[1, 0, 0, 0], [0, 1, 0, 0]],
+           documents=["the cat and the hat", "a dog"])
+    assert sw.query(text="the", k=5).ids.tolist() == []  # stop words are not indexed
+    assert sw.query(text="the cat", k=5).ids.tolist() == [1]
+    report = sw.query(text="the cat", k=5, explain=True).explain
+    assert report["terms"] == [["cat"]]
+    with pytest.raises(vecdb.InvalidArgumentError, match="BM25.b"):
+        vecdb.BM25(b=2.0)
+    with pytest.raises(vecdb.InvalidArgumentError, match="BM25.stopwords"):
+        vecdb.BM25(stopwords="klingon")
+    with pytest.raises(vecdb.InvalidArgumentError, match="text_index"):
+        db.create_collection("bad", dim=4, text_index="yes")
+
+
+def test_text_index_config_survives_reopen(db_path):
+    with vecdb.open(db_path) as db:
+        db.create_collection("a", dim=2, text_index=vecdb.BM25(k1=0.9, stopwords="english"))
+        db.create_collection("b", dim=2, text_index=False)
+        db.create_collection("c", dim=2)
+    with vecdb.open(db_path, readonly=True) as db:
+        assert db.get_collection("a").text_index == vecdb.BM25(k1=0.9, stopwords="english")
+        assert db.get_collection("b").text_index is None
+        assert db.get_collection("c").text_index == vecdb.BM25()

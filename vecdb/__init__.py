@@ -9,7 +9,7 @@
 """
 
 from .collection import Collection
-from .config import HNSW, IVFPQ, PQ, RRF, SQ8, Flat, Weighted
+from .config import BM25, HNSW, IVFPQ, PQ, RRF, SQ8, Flat, Weighted
 from .database import Database, open
 from .errors import *  # noqa: F401,F403 - the exception types are part of the public surface
 from .errors import __all__ as _error_names
@@ -18,5 +18,5 @@ from .results import Hit, Record, Results
 __version__ = "0.1.0"
 
 __all__ = ["open", "Database", "Collection", "HNSW", "IVFPQ", "SQ8", "PQ", "Flat", "RRF",
-           "Weighted", "Hit",
+           "Weighted", "BM25", "Hit",
            "Record", "Results", "__version__", *_error_names]

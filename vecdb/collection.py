@@ -42,13 +42,14 @@ import numpy as np
 from . import validate
 from .errors import (CollectionNotFoundError, CorruptionError, IdExistsError, IdNotFoundError,
                      InvalidArgumentError)
-from .config import HNSW, IVFPQ, index_from_dict, quantization_from_dict
+from .config import (HNSW, IVFPQ, index_from_dict, quantization_from_dict,
+                     text_index_from_dict)
 from .index.filter_columns import GenerationMoved
 from .query import filters, planner
 from .query.selection import Selection, select
 from .rowset import RowSet, remove_generation_dirs
 from .vacuum import vacuum
-from . import reads, textindex, textsearch
+from . import reads, textsearch
 from .results import Record, Results
 from .storage import keys, records
 from .storage.catalog import CollectionInfo
@@ -92,7 +93,7 @@ class Collection:
         self._base_dir = directory
         self._config = index_from_dict(info.index)
         self._quantization = quantization_from_dict(info.index)
-        self._text_index = textindex.enabled(info.index)
+        self._text_index = text_index_from_dict(info.index)
         self._rows: Optional[RowSet] = None  # replaced whole on a generation switch
         self._dropped = False
         self._load_state()
@@ -118,9 +119,9 @@ class Collection:
         return self._config
 
     @property
-    def text_index(self) -> bool:
-        """Whether the collection keeps BM25 postings of its documents (``text_index=`` at
-        creation; collections created before text indexing existed have none)."""
+    def text_index(self) -> Any:
+        """The collection's text index (``vecdb.BM25(...)``), or None when it keeps no BM25
+        postings (``text_index=False`` at creation, or created before text indexing)."""
         return self._text_index
 
     @property

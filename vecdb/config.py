@@ -165,6 +165,57 @@ class IVFPQ:
 
 
 @dataclass(frozen=True)
+class BM25:
+    """The text index of a collection (``create_collection(text_index=vecdb.BM25(...))``;
+    ``text_index=True`` is ``BM25()``): k1 saturates term frequency, b normalizes by document
+    length; ``stopwords="english"`` leaves common English words out of the index and the
+    queries (None: every word counts).
+
+    >>> BM25(k1=1.5).b
+    0.75
+    """
+
+    k1: float = 1.2
+    b: float = 0.75
+    stopwords: Optional[str] = None
+
+    STOPWORD_LISTS = ("english",)
+
+    def __post_init__(self) -> None:
+        for name, value, high in (("k1", self.k1, 100.0), ("b", self.b, 1.0)):
+            if isinstance(value, bool) or not isinstance(value, numbers.Real) or \
+                    not 0.0 <= value <= high:
+                raise InvalidArgumentError(f"BM25.{name}: expected a number in [0, {high:g}], "
+                                           f"got {value!r}")
+        if self.stopwords is not None and self.stopwords not in self.STOPWORD_LISTS:
+            raise InvalidArgumentError(f"BM25.stopwords: expected None or one of "
+                                       f"{self.STOPWORD_LISTS}, got {self.stopwords!r}")
+
+    def to_dict(self) -> Dict[str, Any]:
+        return asdict(self)
+
+
+def text_index_from_dict(d: Dict[str, Any]) -> Optional[BM25]:
+    """The text index config stored in the catalog's index map (None: no text index; a
+    collection created before text indexing existed has none)."""
+    value = d.get("text_index")
+    if value is None or value is False:
+        return None
+    return BM25() if value is True else BM25(**value)
+
+
+def check_text_index(value: Any) -> Optional[BM25]:
+    if value is True:
+        return BM25()
+    if value is False or value is None:
+        return None
+    if isinstance(value, BM25):
+        return value
+    raise InvalidArgumentError(f"text_index: expected True, False or vecdb.BM25(...), got "
+                               f"{value!r}")
+
+
+@dataclass(frozen=True)
 class RRF:
     """Reciprocal rank fusion of a hybrid query (the default): each side adds
     1 / (k + rank) for the rows it found. Robust to the sides' different score scales.

@@ -26,7 +26,7 @@ from . import validate
 from .collection import Collection
 from .rowset import remove_generation_dirs
 from .textindex import TEXT_INDEX_KEY
-from .config import IVFPQ, check_index, check_pq_m, check_quantization
+from .config import IVFPQ, check_index, check_pq_m, check_quantization, check_text_index
 from .errors import (CollectionExistsError, CollectionNotFoundError, DatabaseClosedError,
                      DatabaseNotFoundError, InvalidArgumentError, ReadOnlyError)
 from .storage import catalog, env as envmod
@@ -143,13 +143,14 @@ class Database:
 
     def create_collection(self, name: str, *, dim: int, metric: Metric = "cosine",
                           index: Any = None, quantization: Any = None,
-                          text_index: bool = True) -> Collection:
+                          text_index: Any = True) -> Collection:
         """Creates a collection; ``CollectionExistsError`` if the name is taken.
 
         ``index``: ``vecdb.HNSW(...)`` (the default), ``vecdb.IVFPQ(...)`` or ``vecdb.Flat()``;
         ``quantization`` (HNSW only): ``vecdb.SQ8()`` or ``vecdb.PQ(m=...)`` to traverse
         compressed codes in RAM and rescore from the float32 vectors on disk. ``text_index``:
-        keep BM25 postings of the documents (written with each batch) for keyword search.
+        keep BM25 postings of the documents (written with each batch) for keyword and hybrid
+        search: True (``vecdb.BM25()``), a ``vecdb.BM25(k1=, b=, stopwords=)``, or False.
 
         >>> docs = db.create_collection("docs", dim=384, metric="cosine")  # doctest: +SKIP
         >>> big = db.create_collection("big", dim=384, quantization=vecdb.PQ(m=48))  # doctest: +SKIP
@@ -161,12 +162,11 @@ class Database:
         quant = check_quantization(quantization, config, dim)
         if isinstance(config, IVFPQ):
             check_pq_m(config.m, dim, "index")
-        if not isinstance(text_index, bool):
-            raise InvalidArgumentError(f"text_index: expected True or False, got {text_index!r}")
+        text = check_text_index(text_index)
         stored = config.to_dict()
         if quant is not None:
             stored["quantization"] = quant.to_dict()
-        stored[TEXT_INDEX_KEY] = text_index
+        stored[TEXT_INDEX_KEY] = False if text is None else text.to_dict()
         with self._writing():
             def transaction(txn: Any) -> catalog.CollectionInfo:
                 if catalog.get(txn, self._env.dbs, name) is not None:
@@ -189,7 +189,7 @@ class Database:
 
     def get_or_create_collection(self, name: str, *, dim: int, metric: Metric = "cosine",
                                  index: Any = None, quantization: Any = None,
-                                 text_index: bool = True) -> Collection:
+                                 text_index: Any = True) -> Collection:
         """The existing collection (whose dim and metric must match), or a new one (index
         and quantization apply to a new one only)."""
         self._check_open()

@@ -15,7 +15,6 @@ import numpy as np
 
 from .query import filters, planner
 from .query.selection import Selection
-from .query.tokenize import term_counts
 from .results import Results
 from .rowset import RowSet
 from .storage import keys, records
@@ -119,7 +118,7 @@ def explain_report(plan: planner.Plan, node: filters.Node, selection: Optional[S
             "search_ms": 1e3 * (now - t1), "total_ms": 1e3 * (now - t0)}
 
 
-def keyword_report(texts: List[str], ranked: List[Tuple[np.ndarray, np.ndarray]],
+def keyword_report(counts: List[Dict[str, int]], ranked: List[Tuple[np.ndarray, np.ndarray]],
                    node: filters.Node, selection: Optional[Selection], live: int, t0: float,
                    t1: float) -> Dict[str, Any]:
     """The report of query(text=..., explain=True)."""
@@ -127,14 +126,15 @@ def keyword_report(texts: List[str], ranked: List[Tuple[np.ndarray, np.ndarray]]
     now = time.perf_counter()
     return {"plan": "keyword", "reason": "BM25 over the documents' postings",
             "filter": filters.describe(node), "matches": matches, "live": live,
-            "terms": [list(term_counts(t)) for t in texts],
-            "hits": [len(rows) for rows, _ in ranked], "queries": len(texts),
+            "terms": [list(c) for c in counts],
+            "hits": [len(rows) for rows, _ in ranked], "queries": len(counts),
             "filter_cached": bool(selection and selection.cached),
             "filter_ms": 1e3 * (selection.seconds if selection else 0.0),
             "search_ms": 1e3 * (now - t1), "total_ms": 1e3 * (now - t0)}
 
 
-def hybrid_report(plan: Optional[planner.Plan], fusion: Any, n_cand: int, texts: List[str],
+def hybrid_report(plan: Optional[planner.Plan], fusion: Any, n_cand: int,
+                  counts: List[Dict[str, int]],
                   lists: List[Dict[str, Any]], node: filters.Node,
                   selection: Optional[Selection], live: int, t0: float,
                   t1: float) -> Dict[str, Any]:
@@ -149,8 +149,8 @@ def hybrid_report(plan: Optional[planner.Plan], fusion: Any, n_cand: int, texts:
         "distance_computations": plan.distances, "rescanned": plan.rescanned}
     return {"plan": "hybrid", "fusion": repr(fusion), "candidates_per_side": n_cand,
             "filter": filters.describe(node), "matches": matches, "live": live,
-            "vector": vector, "terms": [list(term_counts(t)) for t in texts],
-            "queries": len(texts), "lists": lists,
+            "vector": vector, "terms": [list(c) for c in counts],
+            "queries": len(counts), "lists": lists,
             "filter_cached": bool(selection and selection.cached),
             "filter_ms": 1e3 * (selection.seconds if selection else 0.0),
             "search_ms": 1e3 * (now - t1), "total_ms": 1e3 * (now - t0)}

@@ -9,29 +9,34 @@ Invariants:
  2. A row's postings are derived from its record's document only, so removing them
     re-tokenizes the old document and deletes exactly what adding it wrote.
  3. A collection created with ``text_index=False`` (or before text indexing existed) gets a
-    disabled writer: nothing is written.
+    disabled writer: nothing is written. Its BM25 config's stop words apply to documents and
+    queries alike (counts_for).
 """
 
 from __future__ import annotations
 
 from typing import Any, Dict, List, Optional, Tuple
 
-from .query.tokenize import term_counts
+from .config import BM25
+from .query.tokenize import ENGLISH_STOPWORDS, term_counts
 from .storage import postings, records
 
 TEXT_INDEX_KEY = "text_index"  # in the catalog's index map
+STOPWORDS = {"english": ENGLISH_STOPWORDS}
 
 
-def enabled(index_map: Dict[str, Any]) -> bool:
-    """Whether a collection's catalog entry asks for a text index."""
-    return bool(index_map.get(TEXT_INDEX_KEY, False))
+def counts_for(config: BM25, text: str) -> Dict[str, int]:
+    """The term counts a collection with this text index stores (and queries) for text."""
+    return term_counts(text, stopwords=STOPWORDS.get(config.stopwords))
 
 
 class TextWriter:
     """Postings updates of one write transaction of one collection (see module docstring)."""
 
-    def __init__(self, txn: Any, dbs: Dict[str, Any], prefix: bytes, on: bool) -> None:
-        self.on = on and dbs.get("postings") is not None
+    def __init__(self, txn: Any, dbs: Dict[str, Any], prefix: bytes,
+                 config: Optional[BM25]) -> None:
+        self.on = config is not None and dbs.get("postings") is not None
+        self.config = config
         self.txn, self.prefix = txn, prefix
         self.db, self.meta = dbs.get("postings"), dbs["meta"]
         self.stats = postings.TextStats.load(txn, self.meta, prefix) if self.on else None
@@ -41,8 +46,8 @@ class TextWriter:
     def add(self, row: int, document: Optional[str]) -> None:
         """Row row now holds a record with this document (None: none)."""
         if self.on and document:
-            self._pending += postings.entries(self.prefix, row, term_counts(document),
-                                              self.stats)
+            self._pending += postings.entries(self.prefix, row,
+                                              counts_for(self.config, document), self.stats)
             self.changed = True
 
     def add_record(self, row: int, record: bytes) -> None:
@@ -54,8 +59,8 @@ class TextWriter:
         if self.on and record is not None:
             document = records.decode(record)[2]
             if document:
-                postings.remove(self.txn, self.db, self.prefix, row, term_counts(document),
-                                self.stats)
+                postings.remove(self.txn, self.db, self.prefix, row,
+                                counts_for(self.config, document), self.stats)
                 self.changed = True
 
     def replace(self, row: int, old: Optional[bytes], new: bytes) -> None:

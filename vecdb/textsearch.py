@@ -12,15 +12,16 @@ Invariants:
 from __future__ import annotations
 
 import time
-from typing import TYPE_CHECKING, Any, List, Tuple, Union
+from typing import TYPE_CHECKING, Any, Dict, List, Tuple, Union
 
 import numpy as np
 
 from . import reads, validate
-from .config import RRF, Weighted
+from .config import BM25, RRF, Weighted
 from .errors import InvalidArgumentError
 from .query import filters, fusion as fusion_mod, keyword, planner
 from .results import Results
+from .textindex import counts_for
 
 if TYPE_CHECKING:  # pragma: no cover
     from .collection import Collection
@@ -28,10 +29,13 @@ if TYPE_CHECKING:  # pragma: no cover
 HYBRID_CANDIDATES = 50  # rows each side of a hybrid query ranks, at least (and 2k)
 
 
-def _check_text_index(col: "Collection") -> None:
-    if not col.text_index:
+def _text_side(col: "Collection", texts: List[str]) -> Tuple[BM25, List[Dict[str, int]]]:
+    """The collection's text index config and each text's term counts under it."""
+    config = col.text_index
+    if config is None:
         raise InvalidArgumentError(f"text: collection {col.name!r} has no text index (it was "
                                    f"created with text_index=False)")
+    return config, [counts_for(config, t) for t in texts]
 
 
 def _snapshot(col: "Collection", node: filters.Node) -> Tuple[Any, Any, int, int, Any, Any]:
@@ -48,13 +52,13 @@ def keyword_query(col: "Collection", text: Any, k: int, node: filters.Node,
                   t0: float) -> Union[Results, List[Results]]:
     """query(text=...): BM25 over the documents, under the filters."""
     texts, single = validate.texts(text)
-    _check_text_index(col)
+    config, counts = _text_side(col, texts)
     env = col._db._env
     while True:
         rows, selection, n_rows, _, _, allow = _snapshot(col, node)
         t1 = time.perf_counter()
-        ranked = [keyword.search(env, col._prefix, rows.gen, n_rows, t, k, allow=allow)
-                  for t in texts]
+        ranked = [keyword.search(env, col._prefix, rows.gen, n_rows, c, k, allow=allow,
+                                 k1=config.k1, b=config.b) for c in counts]
         if any(r is None for r in ranked):
             continue
         found = np.full((len(texts), k), -1, dtype=np.int64)
@@ -66,7 +70,7 @@ def keyword_query(col: "Collection", text: Any, k: int, node: filters.Node,
         if results is None:
             continue
         if explain:
-            report = reads.keyword_report(texts, ranked, node, selection, rows.live, t0, t1)
+            report = reads.keyword_report(counts, ranked, node, selection, rows.live, t0, t1)
             for r in results:
                 r.explain = report
         return results[0] if single else results
@@ -78,8 +82,9 @@ def hybrid_query(col: "Collection", queries: np.ndarray, single: bool, text: Any
                  t0: float) -> Union[Results, List[Results]]:
     """query(q, text=...): the vector and keyword rankings fused (module docstring)."""
     texts, _ = validate.texts(text)
-    _check_text_index(col)
+    config, counts = _text_side(col, texts)
     if len(texts) == 1 and len(queries) > 1:
+        counts = counts * len(queries)
         texts = texts * len(queries)
     if len(texts) != len(queries):
         raise InvalidArgumentError(f"text: {len(texts)} texts for {len(queries)} query "
@@ -101,8 +106,8 @@ def hybrid_query(col: "Collection", queries: np.ndarray, single: bool, text: Any
             rows.flat, rows.index, rows.store.views, rows.store.shift, n_rows, eligible,
             queries, n_cand, ef, deny, n_threads, allow=allow, counting=explain,
             nprobe=nprobe, rescore=rescore)
-        ranked = [keyword.search(env, col._prefix, rows.gen, n_rows, t, n_cand, allow=allow)
-                  for t in texts]
+        ranked = [keyword.search(env, col._prefix, rows.gen, n_rows, c, n_cand, allow=allow,
+                                 k1=config.k1, b=config.b) for c in counts]
         if any(r is None for r in ranked):
             continue
         fused = [fusion_mod.fuse(vec_rows[i], vec_dists[i].astype(np.float64) + offset,
@@ -126,7 +131,7 @@ def hybrid_query(col: "Collection", queries: np.ndarray, single: bool, text: Any
              "fused": [{"row": row, "score": score, **sides[row]}
                        for row, score in zip(best, scores)]}
             for i, (best, scores, sides) in enumerate(fused)]
-        report = reads.hybrid_report(plan if eligible > 0 else None, fusion, n_cand, texts,
+        report = reads.hybrid_report(plan if eligible > 0 else None, fusion, n_cand, counts,
                                      lists, node, selection, rows.live, t0, t1)
         for r in results:
             r.explain = report

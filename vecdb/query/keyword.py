@@ -11,21 +11,20 @@ Invariants:
 
 from __future__ import annotations
 
-from typing import Any, Optional, Tuple
+from typing import Any, Mapping, Optional, Tuple
 
 import numpy as np
 
 from ..storage import keys, postings
 from . import bm25
-from .tokenize import term_counts
 
 
-def search(env: Any, prefix: bytes, gen: int, n_rows: int, text: str, k: int, *,
-           allow: Optional[np.ndarray] = None, k1: float = bm25.K1,
+def search(env: Any, prefix: bytes, gen: int, n_rows: int, counts: Mapping[str, int], k: int,
+           *, allow: Optional[np.ndarray] = None, k1: float = bm25.K1,
            b: float = bm25.B) -> Optional[Tuple[np.ndarray, np.ndarray]]:
-    """(rows int64, BM25 scores float64) of the k best rows for text, best first; None when
-    the collection left generation gen (invariant 1)."""
-    counts = term_counts(text)
+    """(rows int64, BM25 scores float64) of the k best rows for a query's term counts
+    (tokenized as the collection's documents were), best first; None when the collection
+    left generation gen (invariant 1)."""
     db = env.dbs.get("postings")
     with env.read() as txn:
         raw = txn.get(prefix, db=env.dbs["state"])
