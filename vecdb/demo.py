@@ -2,8 +2,8 @@
 
 Run it with ``python -m vecdb demo ./demo.vdb``. It creates (or recreates) the collection
 ``demo`` in that directory, loads a few thousand clustered vectors with metadata and documents,
-reopens the database to show persistence, runs single, batch and filtered queries and prints
-the hits, the filtered query's plan and the timings.
+reopens the database to show persistence, runs single, batch, filtered, keyword and hybrid
+queries and prints the hits, the filtered query's plan and the timings.
 """
 
 from __future__ import annotations
@@ -81,4 +81,16 @@ def run(path: str, n: int = 5000, dim: int = 384, out: "TextIO | None" = None) -
     say(repr(hits))
     say(f"count(where_document={{'$contains': 'astronomy'}}) -> "
         f"{col.count(where_document={'$contains': 'astronomy'})}")
+
+    t0 = time.perf_counter()
+    hits = col.query(text="#1234", k=3)
+    dt = time.perf_counter() - t0
+    say(f"\nkeyword query text='#1234' (BM25): {dt * 1000:.2f} ms")
+    say(repr(hits))
+    t0 = time.perf_counter()
+    hits = col.query(query, text="astronomy #1234", k=3)
+    dt = time.perf_counter() - t0
+    say(f"\nhybrid query near doc-00042 + text='astronomy #1234' (RRF): {dt * 1000:.2f} ms; "
+        f"first hit's sides: {hits[0].sides}")
+    say(repr(hits))
     db.close()
