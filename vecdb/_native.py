@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import os
 from operator import index as _index
-from typing import Dict, Optional, Sequence, Tuple
+from typing import Callable, Dict, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -195,26 +195,37 @@ def _rows(segments: Sequence[np.ndarray], shift: int, n_rows: int, dim: int, wha
     the pointer array and segment buffers it points to (alive as long as the ``Rows``).
     Checked: each needed segment is a 2-D C-contiguous float32 array of ``dim`` columns
     holding at least its visible rows."""
-    needed = ((n_rows - 1) >> shift) + 1 if n_rows else 0
-    if len(segments) < needed:
-        raise InvalidArgumentError(
-            f"segments: {len(segments)} given, {needed} needed for {n_rows} rows")
-    seg_ptrs = []
-    for i in range(needed):
-        seg = segments[i]
+    def check(seg: object, i: int) -> None:
         if not _is_float_matrix(seg):
             _float_matrix(seg, f"segments[{i}]")
         if seg.shape[1] != dim:
             raise InvalidArgumentError(
                 f"{what}: dim {dim} does not match segments[{i}] dim {seg.shape[1]}")
-        visible = min(n_rows - (i << shift), 1 << shift)
-        if seg.shape[0] < visible:
-            raise InvalidArgumentError(
-                f"segments[{i}]: holds {seg.shape[0]} rows, {visible} visible rows expected")
-        seg_ptrs.append(ffi.from_buffer("float[]", seg))
+
+    needed, seg_ptrs = _segment_pointers(segments, shift, n_rows, "segments", "float[]", check)
     seg_array = ffi.new("const float *[]", seg_ptrs) if seg_ptrs else ffi.NULL
     rows = ffi.new("vdb_rows *", (seg_array, needed, shift, n_rows, dim))
     return Rows(rows, seg_array, seg_ptrs)
+
+
+def _segment_pointers(segments: Sequence[np.ndarray], shift: int, n_rows: int, name: str,
+                      ctype: str, check: Callable[[object, int], None]) -> Tuple[int, list]:
+    """(segments needed for rows [0, n_rows), their buffer pointers), after check(segment,
+    i) and the check that each holds its visible rows: shared by float and code rows."""
+    needed = ((n_rows - 1) >> shift) + 1 if n_rows else 0
+    if len(segments) < needed:
+        raise InvalidArgumentError(
+            f"{name}: {len(segments)} given, {needed} needed for {n_rows} rows")
+    ptrs = []
+    for i in range(needed):
+        seg = segments[i]
+        check(seg, i)
+        visible = min(n_rows - (i << shift), 1 << shift)
+        if seg.shape[0] < visible:
+            raise InvalidArgumentError(
+                f"{name}[{i}]: holds {seg.shape[0]} rows, {visible} visible rows expected")
+        ptrs.append(ffi.from_buffer(ctype, seg))
+    return needed, ptrs
 
 
 class Rows:
@@ -805,18 +816,9 @@ def code_rows(segments: Sequence[np.ndarray], shift: int, n_rows: int,
     of the segment list, so a caller searching the same rows again skips the checks."""
     n_rows = _count(n_rows, "n_rows", 0, 2**32 - 2)
     shift = _count(shift, "code_shift", 0, 31)
-    needed = ((n_rows - 1) >> shift) + 1 if n_rows else 0
-    if len(segments) < needed:
-        raise InvalidArgumentError(
-            f"code_segments: {len(segments)} given, {needed} needed for {n_rows} rows")
-    ptrs = []
-    for i in range(needed):
-        seg = _uint8_matrix(segments[i], f"code_segments[{i}]", code_size)
-        visible = min(n_rows - (i << shift), 1 << shift)
-        if seg.shape[0] < visible:
-            raise InvalidArgumentError(
-                f"code_segments[{i}]: holds {seg.shape[0]} rows, {visible} visible rows expected")
-        ptrs.append(ffi.from_buffer("uint8_t[]", seg))
+    needed, ptrs = _segment_pointers(
+        segments, shift, n_rows, "code_segments", "uint8_t[]",
+        lambda seg, i: _uint8_matrix(seg, f"code_segments[{i}]", code_size))
     array = ffi.new("const uint8_t *[]", ptrs) if ptrs else ffi.NULL
     ptr = ffi.new("vdb_code_rows *", (array, needed, shift, n_rows, code_size))
     return Rows(ptr, array, ptrs)

@@ -108,6 +108,44 @@ class ErrorStats:
         return self.recent_n >= DRIFT_MIN_ROWS and \
             self.recent > DRIFT_FACTOR * max(self.trained, 1e-30)
 
+    def restarted(self) -> "ErrorStats":
+        """The same training error, no rows since (vacuum's new generation)."""
+        return ErrorStats(self.trained)
+
+    def to_meta(self) -> Dict[str, Any]:
+        return {"train_error": self.trained, "recent_sum": self.recent_sum,
+                "recent_n": self.recent_n}
+
+    @classmethod
+    def from_meta(cls, meta: Dict[str, Any]) -> "ErrorStats":
+        return cls(float(meta["train_error"]), float(meta["recent_sum"]),
+                   int(meta["recent_n"]))
+
+
+def read_checkpoint(path: str, magic: bytes, version: int,
+                    due: bool) -> Tuple[Optional[str], Any, Any]:
+    """(why the trained checkpoint at path cannot be used, its meta, its arrays): the reason
+    is None when it loaded, MISSING when it is absent although training was due, and None
+    with no meta when it is absent and nothing was due. Shared by codes and IVF-PQ lists."""
+    try:
+        found = arrayfile.load(path, magic, version)
+    except VecDBError as e:
+        return str(e), None, None
+    if found is None:
+        return (MISSING if due else None), None, None
+    return None, found[1], found[2]
+
+
+def warn_unusable(what: str, path: str, label: str, reason: Optional[str], n_rows: int,
+                  writable: bool, due: bool, stacklevel: int) -> None:
+    """Says (RuntimeWarning) that a checkpoint is damaged and will be trained again; a
+    missing one seen by a reader is not damage (the writer has not saved it yet)."""
+    if reason is None or not due or (reason == MISSING and not writable):
+        return
+    warnings.warn(f"vecdb: the {what} checkpoint {path!r} of {label} cannot be used "
+                  f"({reason}); training it again on the {n_rows} stored vectors",
+                  RuntimeWarning, stacklevel=stacklevel + 1)
+
 
 @dataclass
 class _State:
@@ -169,24 +207,16 @@ class Codes:
 
     def open(self, views: Views, shift: int, n_rows: int) -> None:
         """Loads the checkpoint (or trains when due) and encodes rows up to n_rows."""
-        reason = self._load(n_rows)
-        if reason == MISSING and not self.writable:
-            reason = None  # the writer has not checkpointed yet: not damage
-        if reason is not None and n_rows >= self.config.train_size:
-            warnings.warn(f"vecdb: the codes checkpoint {self.path!r} of {self.label} cannot "
-                          f"be used ({reason}); training the quantizer again on the "
-                          f"{n_rows} stored vectors", RuntimeWarning, stacklevel=5)
+        warn_unusable("codes", self.path, self.label, self._load(n_rows), n_rows,
+                      self.writable, n_rows >= self.config.train_size, stacklevel=5)
         self.extend(views, shift, n_rows)
 
     def _load(self, n_rows: int) -> Optional[str]:
         """Loads the checkpoint; returns why it cannot be used (None when loaded or absent)."""
-        try:
-            found = arrayfile.load(self.path, MAGIC, VERSION)
-        except VecDBError as e:
-            return str(e)
-        if found is None:
-            return MISSING if n_rows >= self.config.train_size else None
-        _, meta, arrays = found
+        reason, meta, arrays = read_checkpoint(self.path, MAGIC, VERSION,
+                                               n_rows >= self.config.train_size)
+        if meta is None:
+            return reason
         expect = (self.config.kind, self.code_metric, self.dim, self._m)
         try:
             got = (meta["kind"], meta["metric"], meta["dim"], meta["m"])
@@ -202,8 +232,7 @@ class Codes:
                 want = (min(CODE_ROWS, rows - (i << CODE_SHIFT)), quantizer.code_size)
                 if part.shape != want:
                     return f"its codes segment {i} has shape {part.shape}, expected {want}"
-            errors = ErrorStats(float(meta["train_error"]), float(meta["recent_sum"]),
-                                int(meta["recent_n"]))
+            errors = ErrorStats.from_meta(meta)
             trained_rows = int(meta["trained_rows"])
         except (KeyError, TypeError, ValueError, VecDBError) as e:
             return f"its directory is malformed ({e})"
@@ -268,7 +297,7 @@ class Codes:
         old = other._state
         if old is None or other.code_metric != self.code_metric:
             return
-        state = _State(old.quantizer, errors=ErrorStats(old.errors.trained),
+        state = _State(old.quantizer, errors=old.errors.restarted(),
                        trained_rows=old.trained_rows)
         self._encode(state, views(n_rows), shift, 0, n_rows)
         self._state, self._saved_rows = state, -1
@@ -340,9 +369,8 @@ class Codes:
         for i, start in enumerate(range(0, rows, CODE_ROWS)):  # one array per segment
             arrays[f"codes.{i}"] = state.segments[i][: min(rows, start + CODE_ROWS) - start]
         meta = {"kind": self.config.kind, "metric": self.code_metric, "dim": self.dim,
-                "m": self._m, "rows": rows, "train_error": state.errors.trained,
-                "recent_sum": state.errors.recent_sum, "recent_n": state.errors.recent_n,
-                "trained_rows": state.trained_rows}
+                "m": self._m, "rows": rows, "trained_rows": state.trained_rows,
+                **state.errors.to_meta()}
         arrayfile.save(self.path, MAGIC, VERSION, meta, arrays, fsync=self.fsync)
         self._saved_rows = rows
         return True

@@ -34,7 +34,6 @@ from __future__ import annotations
 import math
 import os
 import threading
-import warnings
 from dataclasses import dataclass, field
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
@@ -44,8 +43,8 @@ from .. import _native
 from ..config import IVFPQ, PQ_MIN_TRAIN
 from ..errors import VecDBError
 from ..storage import arrayfile
-from .codes import (MISSING, TRAIN_ITERS, ErrorStats, code_metric, gather, row_ranges,
-                    sample_rows)
+from .codes import (TRAIN_ITERS, ErrorStats, code_metric, gather, read_checkpoint,
+                    row_ranges, sample_rows, warn_unusable)
 
 IVF_FILE = "ivfpq.vdbq"
 MAGIC = b"VDBIVFPQ"
@@ -127,13 +126,8 @@ class IvfPqIndex:
     def open(self, views: Views, n_rows: int) -> None:
         """Loads the checkpoint (or trains when due) and takes in rows up to n_rows."""
         with self._lock:
-            reason = self._load(n_rows)
-            if reason == MISSING and not self.writable:
-                reason = None  # the writer has not checkpointed yet: not damage
-            if reason is not None and n_rows >= self.config.rows_to_train:
-                warnings.warn(f"vecdb: the IVF-PQ checkpoint {self.path!r} of {self.label} "
-                              f"cannot be used ({reason}); training the index again on the "
-                              f"{n_rows} stored vectors", RuntimeWarning, stacklevel=4)
+            warn_unusable("IVF-PQ", self.path, self.label, self._load(n_rows), n_rows,
+                          self.writable, n_rows >= self.config.rows_to_train, stacklevel=4)
             self._extend(views, n_rows)
 
     def build(self, views: Views, n_rows: int,
@@ -147,7 +141,7 @@ class IvfPqIndex:
                 self._extend(views, n_rows)
                 return
             lists = self._empty_lists(old.centroids, old.quantizer,
-                                      ErrorStats(old.errors.trained), old.trained_rows)
+                                      old.errors.restarted(), old.trained_rows)
             self._add(lists, views(n_rows), 0, n_rows)
             lists.publish()
             self._lists = lists
@@ -155,13 +149,10 @@ class IvfPqIndex:
                 self._checkpoint()
 
     def _load(self, n_rows: int) -> Optional[str]:
-        try:
-            found = arrayfile.load(self.path, MAGIC, VERSION)
-        except VecDBError as e:
-            return str(e)
-        if found is None:
-            return MISSING if n_rows >= self.config.rows_to_train else None
-        _, meta, a = found
+        reason, meta, a = read_checkpoint(self.path, MAGIC, VERSION,
+                                          n_rows >= self.config.rows_to_train)
+        if meta is None:
+            return reason
         try:
             expect = (self.code_metric, self.dim, self.config.m)
             got = (meta["metric"], meta["dim"], meta["m"])
@@ -189,8 +180,7 @@ class IvfPqIndex:
 
             lists = _Lists(centroids, quantizer, split("rows"), split("codes"),
                            split("norms") if with_norms else None, sizes, covered,
-                           ErrorStats(float(meta["train_error"]), float(meta["recent_sum"]),
-                                      int(meta["recent_n"])), int(meta["trained_rows"]))
+                           ErrorStats.from_meta(meta), int(meta["trained_rows"]))
         except (KeyError, TypeError, ValueError, VecDBError) as e:
             return f"its directory is malformed ({e})"
         lists.publish()
@@ -356,9 +346,8 @@ class IvfPqIndex:
             return False
         sizes = lists.sizes.copy()
         meta = {"metric": self.code_metric, "dim": self.dim, "m": self.config.m,
-                "rows": lists.covered, "train_error": lists.errors.trained,
-                "recent_sum": lists.errors.recent_sum, "recent_n": lists.errors.recent_n,
-                "trained_rows": lists.trained_rows}
+                "rows": lists.covered, "trained_rows": lists.trained_rows,
+                **lists.errors.to_meta()}
         total = int(sizes.sum())
         rows = np.concatenate([r[:s] for r, s in zip(lists.rows, sizes)]) if total else \
             np.empty(0, dtype=np.uint32)
