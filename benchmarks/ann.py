@@ -42,7 +42,7 @@ import numpy as np
 
 import vecdb
 from common import (exact_topk, normalized, open_dataset, other_load, recall_at_k, settle,
-                    trim_heap, version)
+                    trim_heap, version, write_json)
 from vecdb import _native
 
 K = 10
@@ -764,10 +764,7 @@ def main() -> None:
            "ratios": ratios, "cold_open": cold, "other_load_cores": loads, "notes": notes,
            "vecdb_stats": api.extra.get("stats"),
            "date": time.strftime("%Y-%m-%d")}
-    os.makedirs(os.path.dirname(args.json) or ".", exist_ok=True)
-    with open(args.json, "w") as f:
-        json.dump(out, f, indent=2, default=str)
-    print(f"wrote {args.json}")
+    write_json(args.json, out)
     if args.plot:
         msg = plot(results, f"{data['name']} {n:,}x{dim} {metric}, M={args.m}, "
                             f"efC={args.ef_construction}, k={K}, 1 thread", args.plot)

@@ -8,10 +8,11 @@ import it as ``common``.
 from __future__ import annotations
 
 import importlib.metadata
+import json
 import os
 import subprocess
 import time
-from typing import Optional, Tuple
+from typing import Any, Dict, List, Optional, Tuple
 
 import numpy as np
 
@@ -111,3 +112,26 @@ def git_state() -> Optional[str]:
     except (OSError, subprocess.CalledProcessError):
         return None
     return head + ("+dirty" if dirty.strip() else "")
+
+
+def write_json(path: str, out: Dict[str, Any]) -> None:
+    """Writes a benchmark's results (non-JSON values as str) and says where."""
+    os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
+    with open(path, "w") as f:
+        json.dump(out, f, indent=2, default=str)
+    print(f"wrote {path}")
+
+
+class Targets:
+    """The PASS / FAIL / n/a lines of a benchmark's targets, printed as they are checked and
+    kept (``checks``) for its JSON."""
+
+    def __init__(self) -> None:
+        self.checks: List[Dict[str, Any]] = []
+        print()
+        print("Targets:")
+
+    def check(self, name: str, ok: Optional[bool], detail: str) -> None:
+        verdict = "n/a" if ok is None else ("PASS" if ok else "FAIL")
+        self.checks.append({"target": name, "result": verdict, "detail": detail})
+        print(f"  {verdict}: {name} — {detail}")

@@ -50,7 +50,8 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 import numpy as np
 
 import vecdb
-from common import (git_state, normalized, open_dataset, other_load, settle, version)
+from common import (git_state, normalized, open_dataset, other_load, settle, version,
+                    write_json)
 
 K = 10
 ADD_BATCH = 10_000
@@ -709,10 +710,7 @@ def main() -> None:
            "targets": verdict, "machine": mach, "other_load_cores": loads, "notes": notes,
            "command": " ".join([os.path.basename(sys.executable)] + sys.argv),
            "date": time.strftime("%Y-%m-%d")}
-    os.makedirs(os.path.dirname(args.out) or ".", exist_ok=True)
-    with open(args.out, "w") as f:
-        json.dump(out, f, indent=2, default=str)
-    print(f"wrote {args.out}")
+    write_json(args.out, out)
 
 
 if __name__ == "__main__":

@@ -58,8 +58,8 @@ import numpy as np
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)  # measure this tree's vecdb, not another installed copy
 import vecdb  # noqa: E402
-from common import (git_state, normalized, open_dataset, other_load, settle,  # noqa: E402
-                    version)  # noqa: E402
+from common import (Targets, git_state, normalized, open_dataset, other_load,  # noqa: E402
+                    settle, version, write_json)
 
 K = 10
 ADD_BATCH = 5_000
@@ -582,14 +582,8 @@ def main() -> None:
                   f"{kwd['p50_ms'] / g['p50_ms']:.3f}")
 
     # -- targets -----------------------------------------------------------------------------------
-    print()
-    print("Targets:")
-    checks: List[Dict[str, Any]] = []
-
-    def check(name: str, ok: Optional[bool], detail: str) -> None:
-        verdict = "n/a" if ok is None else ("PASS" if ok else "FAIL")
-        checks.append({"target": name, "result": verdict, "detail": detail})
-        print(f"  {verdict}: {name} — {detail}")
+    targets = Targets()
+    check, checks = targets.check, targets.checks
 
     at = "" if n >= 100_000 else f" (measured at {n:,} documents, not 100k)"
     kp = modes["keyword"]["p50_ms"]
@@ -624,10 +618,7 @@ def main() -> None:
            "chroma": chroma, "vecdb_over_chroma_p50": ratio, "targets": checks,
            "notes": notes, "other_load_cores": loads, "total_s": total_s,
            "date": time.strftime("%Y-%m-%d")}
-    os.makedirs(os.path.dirname(args.json) or ".", exist_ok=True)
-    with open(args.json, "w") as f:
-        json.dump(out, f, indent=2, default=str)
-    print(f"wrote {args.json}")
+    write_json(args.json, out)
 
 
 if __name__ == "__main__":

@@ -48,7 +48,6 @@ from __future__ import annotations
 
 import argparse
 import gc
-import json
 import math
 import os
 import platform
@@ -63,8 +62,8 @@ import numpy as np
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)  # measure this tree's vecdb, not another installed copy
 import vecdb  # noqa: E402
-from common import (exact_topk, git_state, normalized, open_dataset, other_load,  # noqa: E402
-                    recall_at_k, settle, trim_heap, version)  # noqa: E402
+from common import (Targets, exact_topk, git_state, normalized, open_dataset,  # noqa: E402
+                    other_load, recall_at_k, settle, trim_heap, version, write_json)
 
 K = 10
 ADD_BATCH = 10_000
@@ -815,14 +814,8 @@ def main() -> None:
               + ", ".join(f"{k}={ex.get(k)}" for k in keys if k in ex))
 
     # targets
-    print()
-    print("Targets:")
-    checks: List[Dict[str, Any]] = []
-
-    def check(name: str, ok: Optional[bool], detail: str) -> None:
-        verdict = "n/a" if ok is None else ("PASS" if ok else "FAIL")
-        checks.append({"target": name, "result": verdict, "detail": detail})
-        print(f"  {verdict}: {name} — {detail}")
+    targets = Targets()
+    check, checks = targets.check, targets.checks
 
     def at_default(r: Dict[str, Any], kind: str) -> Optional[float]:
         """Recall at vecdb's defaults: the sweep point searching with the same candidate
@@ -893,10 +886,7 @@ def main() -> None:
            "qps_ratio_vecdb_over_peer": ratios, "per_call_overhead": overhead,
            "vecdb_explain": explains, "targets": checks,
            "other_load_cores": loads, "total_s": total_s, "date": time.strftime("%Y-%m-%d")}
-    os.makedirs(os.path.dirname(args.json) or ".", exist_ok=True)
-    with open(args.json, "w") as f:
-        json.dump(out, f, indent=2, default=str)
-    print(f"wrote {args.json}")
+    write_json(args.json, out)
 
 
 if __name__ == "__main__":
