@@ -39,7 +39,7 @@ class TextWriter:
         self.config = config
         self.txn, self.prefix = txn, prefix
         self.db, self.meta = dbs.get("postings"), dbs["meta"]
-        self.stats = postings.TextStats.load(txn, self.meta, prefix) if self.on else None
+        self._stats: Optional[postings.TextStats] = None  # read at the first change
         self.changed = False
         self._pending: List[Tuple[bytes, bytes]] = []  # added postings, stored by finish()
 
@@ -72,6 +72,14 @@ class TextWriter:
         if before != after:
             self.remove(row, old)
             self.add(row, after)
+
+    @property
+    def stats(self) -> postings.TextStats:
+        """The corpus statistics, read from LMDB when first needed (a transaction that
+        changes no document never reads them)."""
+        if self._stats is None:
+            self._stats = postings.TextStats.load(self.txn, self.meta, self.prefix)
+        return self._stats
 
     def finish(self) -> None:
         """Stores the added postings, sorted, and the corpus statistics (call once, before
