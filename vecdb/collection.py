@@ -621,6 +621,40 @@ class Collection:
         """
         return vacuum(self)
 
+    # -- import / export (vecdb/io/transfer.py) ---------------------------------------------
+
+    def add_from(self, path: Any, *, format: Optional[str] = None, mode: str = "add",
+                 ids: Optional[Sequence[Id]] = None, batch_size: int = 10_000,
+                 progress: Any = False) -> int:
+        """Adds (``mode="add"``) or upserts (``mode="upsert"``) the items of a file, streamed in
+        batches of ``batch_size`` with constant memory; returns how many were written.
+
+        Formats (by suffix, or ``format=``): ``.jsonl`` (one object per line: ``id``,
+        ``vector``, ``metadata``, ``document``), ``.parquet`` (columns of the same names;
+        needs pyarrow) and ``.npy`` (vectors only; ids from ``ids=`` or 0, 1, 2, ...).
+
+        >>> col.add_from("docs.jsonl")  # doctest: +SKIP
+        1000
+        """
+        from .io.transfer import add_from
+        return add_from(self, path, format=format, mode=mode, ids=ids, batch_size=batch_size,
+                        progress=progress)
+
+    def export(self, path: Any, *, format: Optional[str] = None,
+               where: Optional[Where] = None, where_document: Optional[WhereDocument] = None,
+               batch_size: int = 10_000, progress: Any = False) -> int:
+        """Writes the live items (or those matching the filters), in insertion order, to a
+        JSONL, Parquet or .npy file (see ``add_from``) as one consistent snapshot, streamed
+        with constant memory; returns how many were written. ``add_from`` reads it back
+        exactly (vectors as stored: unit length under the cosine metric).
+
+        >>> col.export("docs.parquet")  # doctest: +SKIP
+        1000
+        """
+        from .io.transfer import export
+        return export(self, path, format=format, where=where, where_document=where_document,
+                      batch_size=batch_size, progress=progress)
+
     def stats(self) -> Dict[str, Any]:
         """Rows, live items, tombstones, index parameters and the memory of the graph and
         the vectors.

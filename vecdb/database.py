@@ -233,6 +233,50 @@ class Database:
                 col._close(dropped=True)
             remove_generation_dirs(self._collection_dir(info))
 
+    # -- operations (vecdb/io) ---------------------------------------------------------------
+
+    def backup(self, dest: Union[str, "os.PathLike[str]"], *, level: int = 3,
+               progress: Any = False) -> Dict[str, Any]:
+        """Writes a consistent snapshot of every collection to the archive ``dest``
+        (``.vdb.tar.zst``) while the database stays open and writable; returns its manifest.
+
+        Restore it with ``vecdb.restore(dest, new_dir)``. ``level``: zstandard level (1-22);
+        ``progress``: True for a progress bar, or a callable ``fn(done, total)``.
+
+        >>> db.backup("nightly.vdb.tar.zst")["collections"][0]["rows"]  # doctest: +SKIP
+        5000
+        """
+        from .io.backup import backup
+        return backup(self, dest, level=level, progress=progress)
+
+    def check(self, *, repair: bool = False, progress: Any = False) -> Any:
+        """Verifies catalog, id maps, segments, graph and quantizer checkpoints, filter columns
+        and text postings against each other; returns a ``CheckReport`` (``report.ok``,
+        ``report.problems``). ``repair=True`` (writable databases only) rebuilds what is
+        derived (indexes, filter columns, postings, id map) from LMDB and the segments.
+
+        >>> db.check().ok  # doctest: +SKIP
+        True
+        """
+        from .io.check import check
+        return check(self, repair=repair, progress=progress)
+
+    def import_(self, name: str, path: Union[str, "os.PathLike[str]"], *,
+                format: Optional[str] = None, dim: Optional[int] = None,
+                metric: Optional[Metric] = None, index: Any = None, quantization: Any = None,
+                text_index: Any = True, mode: str = "add", ids: Any = None,
+                batch_size: int = 10_000, progress: Any = False) -> Collection:
+        """Loads a JSONL, Parquet or .npy file into collection ``name`` (created when missing:
+        dim from the file, metric and index from the arguments or, for a file written by
+        ``col.export``, from the file) and returns it. See ``Collection.add_from``.
+
+        >>> col = db.import_("docs", "docs.parquet")  # doctest: +SKIP
+        """
+        from .io.transfer import import_into
+        return import_into(self, name, path, format=format, dim=dim, metric=metric,
+                           index=index, quantization=quantization, text_index=text_index,
+                           mode=mode, ids=ids, batch_size=batch_size, progress=progress)
+
 
 def open(path: Union[str, "os.PathLike[str]"], *, readonly: bool = False,
          durability: Durability = "full", timeout: float = 5.0,

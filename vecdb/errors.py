@@ -95,6 +95,11 @@ class FormatVersionError(CorruptionError):
     """A file was written by a newer (or unknown) format version."""
 
 
+class ArchiveError(CorruptionError):
+    """A backup archive is not a vecdb backup, or is corrupt or truncated (restore refuses it
+    and writes nothing)."""
+
+
 class NativeError(VecDBError, RuntimeError):
     """The C core reported a failure that is not the caller's fault (out of memory, threads)."""
 
