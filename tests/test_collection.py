@@ -145,6 +145,20 @@ def test_cosine_stores_unit_vectors_and_scores_are_similarities(db):
     np.testing.assert_allclose(col.get(ids=["x"], include=["vector"])[0].vector, [1, 0])
 
 
+def test_cosine_rows_read_back_and_added_again_keep_every_bit(db):
+    """Normalizing is idempotent: stored unit rows re-added elsewhere are stored unchanged
+    (what makes export -> import exact under cosine)."""
+    X = np.random.default_rng(3).standard_normal((2000, 64)).astype(np.float32) * 7
+    a = db.create_collection("a", dim=64, metric="cosine")
+    a.add(ids=list(range(2000)), vectors=X)
+    stored = np.stack([r.vector for r in a.get(include=["vector"])])
+    assert not np.array_equal(stored, X)  # they were normalized ...
+    b = db.create_collection("b", dim=64, metric="cosine")
+    b.add(ids=list(range(2000)), vectors=stored)
+    again = np.stack([r.vector for r in b.get(include=["vector"])])
+    assert again.tobytes() == stored.tobytes()  # ... once
+
+
 def test_large_payload_is_compressed_and_roundtrips(db):
     col = db.create_collection("c", dim=2, metric="l2")
     doc = "lorem ipsum " * 2000

@@ -90,8 +90,15 @@ def ids(value: Any, *, allow_empty: bool = False) -> list:
     return items
 
 
+UNIT_NORM_TOLERANCE = 1e-6
+
+
 def vectors(value: Any, n: int, dim: int, *, normalize: bool, name: str = "vectors") -> np.ndarray:
-    """float32 C-contiguous [n, dim], finite; unit-normalized when normalize (cosine)."""
+    """float32 C-contiguous [n, dim], finite; unit-normalized when normalize (cosine).
+
+    Normalizing is idempotent: rows already of unit length (within UNIT_NORM_TOLERANCE, far
+    below what a cosine distance resolves) are kept bit for bit, so stored rows that go
+    out (get, export) and back in (add, import) are unchanged."""
     if value is None:
         raise InvalidArgumentError(f"{name}: required, got None")
     try:
@@ -121,7 +128,9 @@ def vectors(value: Any, n: int, dim: int, *, normalize: bool, name: str = "vecto
         if not (norms > 0).all():
             i = int(np.argmin(norms > 0))
             raise InvalidVectorError(f"{name}[{i}]: zero vector has no direction under cosine")
-        out = out / norms[:, None]
+        off = np.abs(norms - 1.0) > UNIT_NORM_TOLERANCE
+        if off.any():
+            out = out / np.where(off, norms, np.float32(1.0))[:, None]
     return out
 
 
