@@ -612,14 +612,17 @@ class Collection:
                 tombstones >= share * rows.watermark:
             vacuum(self)
 
-    def vacuum(self) -> Dict[str, Any]:
+    def vacuum(self, *, progress: Any = False) -> Dict[str, Any]:
         """Rewrites the collection without its deleted and replaced rows: gives their space
-        back and rebuilds the graph without them. Returns what it did.
+        back and rebuilds the graph without them. Returns what it did. ``progress``: True
+        for a progress bar, or a callable ``fn(done, total)``.
 
         >>> col.vacuum()["removed"]  # doctest: +SKIP
         120
         """
-        return vacuum(self)
+        from .io.progress import progress_bar
+        with progress_bar(progress, None, f"vacuum {self.name}", "rows") as bar:
+            return vacuum(self, on_total=bar.set_total, on_rows=bar.update)
 
     # -- import / export (vecdb/io/transfer.py) ---------------------------------------------
 

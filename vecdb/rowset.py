@@ -26,7 +26,7 @@ import glob
 import os
 import shutil
 import threading
-from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
@@ -139,12 +139,19 @@ class RowSet:
         if self.index is not None:
             self.index.extend(self.store.views, self.watermark)
 
-    def build_index(self, previous: Optional["RowSet"] = None) -> None:
+    def build_index(self, previous: Optional["RowSet"] = None,
+                    on_rows: Optional[Callable[[int], Any]] = None) -> None:
         """A fresh index over rows [0, W) (vacuum's new generation), reusing the trained
-        quantizer or IVF-PQ centroids of previous's index when it has them."""
+        quantizer or IVF-PQ centroids of previous's index when it has them; on_rows(n) is
+        told of the rows indexed as the build advances (a progress bar)."""
+        old = previous.index if previous is not None else None
+        if isinstance(self.index, HnswIndex):
+            self.index.build(self.store.views, self.watermark, previous=old, on_rows=on_rows)
+            return
         if self.index is not None:
-            self.index.build(self.store.views, self.watermark,
-                             previous=previous.index if previous is not None else None)
+            self.index.build(self.store.views, self.watermark, previous=old)
+        if on_rows is not None:
+            on_rows(self.watermark)
 
     @property
     def live(self) -> int:

@@ -17,7 +17,7 @@ transaction and search again (collection.py, invariant 4).
 from __future__ import annotations
 
 import time
-from typing import TYPE_CHECKING, Any, Dict
+from typing import TYPE_CHECKING, Any, Callable, Dict, Optional
 
 from .storage import keys, postings, records
 from .textindex import TextWriter
@@ -29,8 +29,11 @@ if TYPE_CHECKING:  # pragma: no cover
 COPY_CHUNK_ROWS = 1 << 16
 
 
-def vacuum(col: "Collection") -> Dict[str, Any]:
-    """Runs the steps of the module docstring; returns what it did."""
+def vacuum(col: "Collection", on_total: Optional[Callable[[int], Any]] = None,
+           on_rows: Optional[Callable[[int], Any]] = None) -> Dict[str, Any]:
+    """Runs the steps of the module docstring; returns what it did. Progress: on_total(n)
+    once with the work to do (3 x the live rows: copy, index, renumber), on_rows(n) as it
+    advances."""
     t0 = time.perf_counter()
     with col._writing():
         old = col._rows
@@ -40,13 +43,17 @@ def vacuum(col: "Collection") -> Dict[str, Any]:
         remove_generation_dirs(base, keep=old.gen)  # leftovers of an interrupted vacuum
         new = RowSet(base, col._info, col._config, gen, writable=True,  # always fsynced
                      quantization=col._quantization)
+        advance = on_rows or (lambda n: None)
+        if on_total is not None:
+            on_total(3 * len(live))
         for start in range(0, len(live), COPY_CHUNK_ROWS):
             chunk = live[start:start + COPY_CHUNK_ROWS]
             new.store.append(start, old.store.read(chunk, old.watermark))
             new.idcol.append(start, old.idcol.read(chunk, old.watermark))
+            advance(len(chunk))
         new.sync()
         new.apply(len(live), 0, [], 0)
-        new.build_index(previous=old)  # the graph anew; a trained quantizer is kept
+        new.build_index(previous=old, on_rows=advance)  # anew; a trained quantizer is kept
         env, dbs, prefix = col._db._env, col._db._env.dbs, col._prefix
         old.filters.carry_over(env, prefix, live, new.filters)
 
@@ -70,6 +77,7 @@ def vacuum(col: "Collection") -> Dict[str, Any]:
             txn.put(prefix, keys.pack_state(len(live), 0, gen, 0), db=dbs["state"])
 
         env.write(transaction, sync=True)
+        advance(len(live))  # after the commit: a retried transaction must not count twice
         col._rows = new  # the old RowSet is dropped, not closed: running reads may hold it
         remove_generation_dirs(base, keep=gen)
     return {"rows_before": old.watermark, "rows_after": len(live),

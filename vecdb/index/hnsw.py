@@ -44,6 +44,7 @@ GRAPH_FILE = "hnsw.graph"
 # crash to about a tenth of the graph (and at least this many rows).
 CHECKPOINT_MIN_TAIL = 20_000
 CHECKPOINT_TAIL_SHARE = 0.125
+PROGRESS_STEP_ROWS = 10_000  # rows per parallel insert call when a build reports progress
 # The body checksum of a loaded checkpoint is checked this long after the open: reading the
 # whole file at once would slow the first queries (the cold-open path) for nothing.
 VERIFY_DELAY = 0.2
@@ -154,9 +155,11 @@ class HnswIndex:
         self.rebuilds += 1
         self.build(views, n_rows)
 
-    def build(self, views: Views, n_rows: int, previous: Optional["HnswIndex"] = None) -> None:
+    def build(self, views: Views, n_rows: int, previous: Optional["HnswIndex"] = None,
+              on_rows: Optional[Callable[[int], Any]] = None) -> None:
         """A new graph over rows [0, n_rows) (parallel), checkpointed when writable; the
-        codes reuse previous's trained quantizer when there is one (vacuum)."""
+        codes reuse previous's trained quantizer when there is one (vacuum). on_rows(n) is
+        told of every n rows inserted (a progress bar)."""
         with self._lock:
             if self.codes is not None and previous is not None and \
                     previous.codes is not None:
@@ -167,7 +170,7 @@ class HnswIndex:
             self._nodes = 0
             self._saved_nodes = -1  # whatever is on disk is stale
             self._damage = None
-            self._extend(views, n_rows)
+            self._extend(views, n_rows, on_rows)
             if self.writable and n_rows:
                 self._write_checkpoint()
             if self.codes is not None:
@@ -200,12 +203,20 @@ class HnswIndex:
                                              CHECKPOINT_TAIL_SHARE * codes.rows):
                     codes.checkpoint()
 
-    def _extend(self, views: Views, n_rows: int) -> None:
+    def _extend(self, views: Views, n_rows: int,
+                on_rows: Optional[Callable[[int], Any]] = None) -> None:
+        """Inserts rows [nodes, n_rows): in one parallel call, or, to report progress to
+        on_rows, in steps of a fiftieth of them (at least PROGRESS_STEP_ROWS each)."""
         if self._graph is None:
             self._graph, self._nodes = self._new_graph(), 0
-        if self._nodes < n_rows:
-            self._graph.add(views(n_rows), self.shift, n_rows)
+        step = n_rows if on_rows is None else max(PROGRESS_STEP_ROWS, n_rows // 50)
+        while self._nodes < n_rows:
+            end = min(n_rows, self._nodes + step)
+            before = self._nodes
+            self._graph.add(views(end), self.shift, end)
             self._nodes = self._graph.n_nodes
+            if on_rows is not None:
+                on_rows(self._nodes - before)
 
     def _new_graph(self) -> "_native.Hnsw":
         return _native.Hnsw.new(self.dim, self.kernel_metric, m=self.config.m,

@@ -59,6 +59,13 @@ class Progress:
         if self._callback is not None:
             self._callback(self.done, self.total)
 
+    def set_total(self, total: Optional[int]) -> None:
+        """The amount of work, once it is known (after the bar started)."""
+        self.total = total
+        if self._bar is not None:
+            self._bar.total = total
+            self._bar.refresh()
+
     def close(self) -> None:
         if self._bar is not None:
             self._bar.close()
