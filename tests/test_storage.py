@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import threading
 
 import lmdb
 import numpy as np
@@ -80,6 +81,38 @@ def test_lmdb_map_grows_transparently(db_path, monkeypatch):
     with vecdb.open(db_path, readonly=True) as db:
         col = db.get_collection("c")
         assert col.count() == 1200 and col.get(ids=[1199])[0].document == doc
+
+
+def test_reserve_lets_writes_go_on_beside_a_long_read(db_path, monkeypatch):
+    """A read transaction held open (an export) keeps this process from growing the map;
+    Env.reserve beforehand gives the writes their room, so they neither wait nor fail."""
+    monkeypatch.setattr(envmod, "INITIAL_MAP_SIZE", 1 << 20)
+    doc = os.urandom(3000).hex()
+    with vecdb.open(db_path, durability="off") as db:
+        col = db.create_collection("c", dim=2, metric="l2")
+        env = db._env
+        env.reserve(8 << 20)
+        size = env.env.info()["map_size"]
+        assert size >= 8 << 20
+        done = threading.Event()
+
+        def write():
+            for b in range(6):  # ~5 MB of records: more than the 1 MB map before reserve
+                col.add(ids=list(range(b * 200, b * 200 + 200)), vectors=np.ones((200, 2)),
+                        documents=[doc] * 200)
+            done.set()
+
+        with env.read() as txn:  # the long read
+            worker = threading.Thread(target=write)
+            worker.start()
+            assert done.wait(60), "a write waited for the long read to end"
+            assert txn.get(col._prefix, db=env.dbs["state"]) is not None
+        worker.join()
+        assert env.env.info()["map_size"] == size and col.count() == 1200
+        env.reserve(1 << 20)  # the free room is at least the used size, whatever asked
+        info = env.env.info()
+        used = (info["last_pgno"] + 1) * env.env.stat()["psize"]
+        assert info["map_size"] - used >= used > 2 << 20
 
 
 def _put_raw(path, table: bytes, key: bytes, value: bytes) -> None:

@@ -245,6 +245,7 @@ def _put_chunk(out: Any, db: Any, chunk: list[tuple[bytes, bytes]], name: str) -
 def take_snapshot(db: Database, tmp_dir: str) -> Snapshot:
     """Opens every file of one consistent snapshot (module docstring, step 2)."""
     env = db._env
+    env.reserve()  # the LMDB copy holds a transaction: writes must not need to grow the map
     for _ in range(SNAPSHOT_ATTEMPTS):
         with env.read() as txn:
             plan = _read_collections(txn, env.dbs)

@@ -85,6 +85,7 @@ class CollectionSnapshot:
     def _take(self) -> None:
         col = self._col
         db, env, prefix = col._db, col._db._env, col._prefix
+        env.reserve()  # the export's transaction stays open: writes must not need to grow
         deadline = time.monotonic() + SNAPSHOT_PATIENCE_S
         attempt = 0
         while True:

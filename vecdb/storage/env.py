@@ -28,6 +28,7 @@ from ..errors import CorruptionError, DatabaseClosedError, FormatVersionError
 FORMAT_VERSION = 1
 MAGIC = b"vecdb-lmdb"
 INITIAL_MAP_SIZE = 64 << 20
+LONG_READ_HEADROOM = 1 << 30  # free map space reserved before a long read (Env.reserve)
 SUBDBS = ("meta", "catalog", "rows", "ids", "tombs", "state", "edits", "postings")
 # Tables added after format 1 was first written: a read-only open of a database that no
 # writer of this version has opened yet finds them missing, and they are then empty (None).
@@ -175,6 +176,25 @@ class Env:
                 self._grow()
             except lmdb.MapResizedError:
                 self._adopt_map_size()
+
+    def reserve(self, headroom: int = LONG_READ_HEADROOM) -> None:
+        """Grows the map now, if needed, so that at least max(headroom, the used size)
+        bytes are free. Called before a long read transaction (an export, backup's copy):
+        while one is open no write of this process can grow the map (invariant 1), so the
+        writes that go on meanwhile get their room first. A larger map costs address space
+        only; the file grows with the pages written."""
+        if not self.writable:
+            return  # the writer is another process, which grows the map regardless
+        with self.guard.shared():
+            self._check_open()
+            info, page = self.env.info(), self.env.stat()["psize"]
+            used = (info["last_pgno"] + 1) * page
+            want = used + max(headroom, used)
+            if info["map_size"] >= want:
+                return
+        with self.guard.exclusive():
+            step = INITIAL_MAP_SIZE
+            self.env.set_mapsize(max(self.env.info()["map_size"], (want + step - 1) // step * step))
 
     def _check_open(self) -> None:
         if self.closed:
