@@ -87,6 +87,7 @@ def test_cli_demo_and_info(tmp_path, capsys):
     assert cli.main(["demo", path, "--n", "1200", "--dim", "16"]) == 0  # reruns cleanly
     capsys.readouterr()
     assert cli.main(["info", path]) == 0
-    assert "name='demo', dim=16" in capsys.readouterr().out
+    row = capsys.readouterr().out.splitlines()[-1].split()  # name, count, deleted, dim, metric
+    assert row[:5] == ["demo", "1,200", "0", "16", "cosine"]
     assert cli.main(["info", str(tmp_path / "nope")]) == 1
     assert "no vecdb database" in capsys.readouterr().err
