@@ -24,10 +24,20 @@ from . import session
 from .output import emit, emit_json, fmt_bytes, fmt_number, pairs, table
 
 
-def _collections_table(manifest: dict[str, Any]) -> str:
+def _summary(args: argparse.Namespace, manifest: dict[str, Any], seconds: float,
+             what: str) -> int:
+    """Prints the manifest (--json), or what was done (``what`` with ``{n}`` for "3
+    collections") and a table of the collections with their rows."""
+    if args.json:
+        emit_json(manifest)
+        return 0
     cols = manifest.get("collections") or []
-    return table(["name", "rows", "live"],
-                 [[c.get("name", "?"), c.get("rows"), c.get("live")] for c in cols])
+    n = f"{len(cols)} collection{'s' * (len(cols) != 1)}"
+    emit(f"{what.replace('{n}', n)} in {seconds:.2f} s")  # paths may hold braces
+    if cols:
+        emit(table(["name", "rows", "live"],
+                   [[c.get("name", "?"), c.get("rows"), c.get("live")] for c in cols]))
+    return 0
 
 
 def run_backup(args: argparse.Namespace) -> int:
@@ -36,19 +46,9 @@ def run_backup(args: argparse.Namespace) -> int:
     with session.open_read(args.path) as db:
         manifest = db.backup(args.archive, level=args.level, progress=session.progress(args))
         path = db.path
-    seconds = time.perf_counter() - t0
-    if args.json:
-        emit_json(manifest)
-        return 0
-    cols = manifest.get("collections") or []
-    size = manifest.get("archive_bytes")
-    if size is None and os.path.exists(args.archive):
-        size = os.path.getsize(args.archive)
-    emit(f"backed up {len(cols)} collection{'s' * (len(cols) != 1)} of {path} to "
-         f"{args.archive} ({fmt_bytes(size)}) in {seconds:.2f} s")
-    if cols:
-        emit(_collections_table(manifest))
-    return 0
+    size = fmt_bytes(manifest["archive_bytes"])
+    return _summary(args, manifest, time.perf_counter() - t0,
+                    f"backed up {{n}} of {path} to {args.archive} ({size})")
 
 
 def run_restore(args: argparse.Namespace) -> int:
@@ -57,16 +57,8 @@ def run_restore(args: argparse.Namespace) -> int:
 
     t0 = time.perf_counter()
     manifest = restore(args.archive, args.path, progress=session.progress(args))
-    seconds = time.perf_counter() - t0
-    if args.json:
-        emit_json(manifest)
-        return 0
-    cols = manifest.get("collections") or []
-    emit(f"restored {len(cols)} collection{'s' * (len(cols) != 1)} from {args.archive} into "
-         f"{os.path.abspath(args.path)} in {seconds:.2f} s")
-    if cols:
-        emit(_collections_table(manifest))
-    return 0
+    return _summary(args, manifest, time.perf_counter() - t0,
+                    f"restored {{n}} from {args.archive} into {os.path.abspath(args.path)}")
 
 
 def run_demo(args: argparse.Namespace) -> int:

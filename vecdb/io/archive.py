@@ -42,8 +42,10 @@ import hashlib
 import io
 import json
 import os
+import queue
 import re
 import tarfile
+import threading
 from typing import Any, BinaryIO, Callable, Optional
 
 import zstandard
@@ -64,6 +66,7 @@ CHECKPOINT_FILES = (GRAPH_FILE, CODES_FILE, IVF_FILE, FILTERS_FILE)
 MAX_HEADER_BYTES = 1 << 16
 MAX_MANIFEST_BYTES = 1 << 28
 IO_CHUNK = 1 << 20          # bytes per read / write of a member
+WRITE_AHEAD = 4             # chunks a restore decompresses ahead of its writer thread
 ZSTD_INPUT_CHUNK = 1 << 16  # compressed bytes fed to the decompressor at a time
 TAR_BUFSIZE = 1 << 20
 
@@ -128,7 +131,8 @@ class ArchiveWriter:
             compressor = zstandard.ZstdCompressor(level=level, threads=-1, write_checksum=True)
             self._zstd = compressor.stream_writer(self._file, closefd=False)
             self._tar = tarfile.open(  # noqa: SIM115 - closed by finish
-                fileobj=self._zstd, mode="w|", format=tarfile.PAX_FORMAT, bufsize=TAR_BUFSIZE)
+                fileobj=self._zstd, mode="w", format=tarfile.PAX_FORMAT,
+                copybufsize=IO_CHUNK)
         except BaseException:
             self.abort()
             raise
@@ -329,6 +333,53 @@ def _check_format(doc: dict[str, Any], name: str, fail: Callable[[str], ArchiveE
                    f"({FORMAT_VERSION}); upgrade vecdb to restore it")
 
 
+class _HashingWriter:
+    """Hashes and writes the chunks given to ``put`` to fd in a thread of its own (sha256
+    and write release the GIL), so that a restore decompresses the next chunk meanwhile."""
+
+    def __init__(self, fd: int) -> None:
+        self._fd = fd
+        self._sha = hashlib.sha256()
+        self._chunks: queue.Queue = queue.Queue(WRITE_AHEAD)
+        self._error: Optional[BaseException] = None
+        self._thread = threading.Thread(target=self._run, daemon=True,
+                                        name="vecdb-restore-write")
+        self._thread.start()
+
+    def _run(self) -> None:
+        while True:
+            chunk = self._chunks.get()
+            if chunk is None:
+                return
+            if self._error is not None:
+                continue  # drain after a failure
+            try:
+                self._sha.update(chunk)
+                view = memoryview(chunk)
+                while view:
+                    view = view[os.write(self._fd, view):]
+            except BaseException as e:  # reported by put / finish
+                self._error = e
+
+    def put(self, chunk: bytes) -> None:
+        if self._error is not None:
+            raise self._error
+        self._chunks.put(chunk)
+
+    def finish(self) -> str:
+        """Waits for every chunk to be written, makes them durable; the sha256 hex digest."""
+        self.stop()
+        if self._error is not None:
+            raise self._error
+        os.fsync(self._fd)
+        return self._sha.hexdigest()
+
+    def stop(self) -> None:
+        if self._thread.is_alive():
+            self._chunks.put(None)
+            self._thread.join()
+
+
 def _extract_member(tar: tarfile.TarFile, info: tarfile.TarInfo, staging: str,
                     received: dict[str, tuple[int, str]],
                     fail: Callable[[str], ArchiveError]) -> None:
@@ -343,24 +394,23 @@ def _extract_member(tar: tarfile.TarFile, info: tarfile.TarInfo, staging: str,
     target = os.path.join(staging, *path.split("/"))
     os.makedirs(os.path.dirname(target), exist_ok=True)
     source = tar.extractfile(info)
-    sha, size = hashlib.sha256(), 0
     fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o644)
+    writer = _HashingWriter(fd)
     try:
+        size = 0
         while True:
-            chunk = source.read(IO_CHUNK)
+            chunk = source.read(IO_CHUNK)  # decompresses, while the writer hashes and writes
             if not chunk:
                 break
-            sha.update(chunk)
-            view = memoryview(chunk)
-            while view:
-                view = view[os.write(fd, view):]
+            writer.put(chunk)
             size += len(chunk)
-        os.fsync(fd)
+        digest = writer.finish()
     finally:
+        writer.stop()
         os.close(fd)
     if size != info.size:
         raise fail(f"truncated (member {path!r} holds {size} of {info.size} bytes)")
-    received[path] = (size, sha.hexdigest())
+    received[path] = (size, digest)
 
 
 def _check_members(manifest: dict[str, Any], received: dict[str, tuple[int, str]],

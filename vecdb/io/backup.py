@@ -7,13 +7,13 @@ backup(db, dest) while the database stays open and writable:
   2. Snapshot (``take_snapshot``), tried again when a vacuum switches a generation meanwhile:
      a. read every collection's (cid, generation G) in a short read transaction;
      b. open the checkpoint files of each generation folder read in (a);
-     c. begin THE snapshot read transaction; check every (cid, G) is unchanged; open the
-        segment files covering rows [0, W) of each collection; copy every LMDB table inside
-        that transaction into a fresh environment (an unlinked temp file, ``_copy_lmdb``);
-        end the transaction.
-     A checkpoint opened in (b) was written, before (c) began, from committed rows of the
-     same generation, and W only grows within a generation: its watermark is <= the W seen
-     in (c). Restore replays the rows past it.
+     c. copy the LMDB environment with LMDB's own copy (``_copy_lmdb``: one read
+        transaction of its own, into an unlinked temp file): THE snapshot; read every
+        collection's (W, G) back from the copy and check every (cid, G) is unchanged;
+        open the segment files covering rows [0, W) of each collection, cut at W.
+     A checkpoint opened in (b) was written, before the copy began, from committed rows of
+     the same generation, and W only grows within a generation: its watermark is <= the W
+     of the copy. Restore replays the rows past it.
   3. The members are streamed into the archive (archive.py) with no lock and no transaction
      held: rows [0, W) of a generation never change, and the open descriptors survive a
      writer's renames (new checkpoints) and deletes (vacuum).
@@ -23,10 +23,11 @@ to dest_dir, opens the database there once (each collection maps its checkpoints
 the rows past them; closing writes fresh checkpoints), fsyncs, and renames it to dest_dir.
 
 Invariants:
- 1. An archive holds the state of exactly one committed LMDB snapshot: LMDB copied in that
-    transaction, segments cut at its W, checkpoints with watermarks <= its W.
- 2. backup holds the write lock only for step 1 and an LMDB read transaction only for step
-    2c; compression and writing run with neither, so writes go on meanwhile.
+ 1. An archive holds the state of exactly one committed LMDB snapshot: the LMDB copy,
+    segments cut at its W, checkpoints with watermarks <= its W.
+ 2. backup holds the write lock only for step 1 and an LMDB read transaction only for the
+    copy in step 2c (about a second per GB); compression and writing run with neither, so
+    writes go on meanwhile.
  3. restore writes nothing at dest_dir unless the whole archive verified and the restored
     database opened with the row counts of the manifest; any failure removes the staging
     folder and leaves dest_dir as it was.
@@ -50,7 +51,6 @@ import shutil
 import tempfile
 import time
 from dataclasses import dataclass, field
-from itertools import islice
 from typing import TYPE_CHECKING, Any, Union
 
 import lmdb
@@ -67,7 +67,7 @@ from ..rowset import generation_dir
 from ..storage import keys
 from ..storage.catalog import CollectionInfo
 from ..storage.env import FORMAT_VERSION as DB_FORMAT_VERSION
-from ..storage.env import INITIAL_MAP_SIZE, SUBDB_FLAGS, SUBDBS
+from ..storage.env import SUBDBS
 from ..storage.segments import HEADER_BYTES, IDS, VECTORS, segment_shift_for
 from .archive import (
     CHECKPOINT_FILES,
@@ -87,7 +87,6 @@ if TYPE_CHECKING:  # pragma: no cover
     from ..database import Database
 
 SNAPSHOT_ATTEMPTS = 5
-LMDB_COPY_CHUNK = 65_536  # entries per write transaction of the LMDB copy
 RESTORE_BATCH = 64  # collections a restore holds open at a time (their graphs in RAM)
 PathArg = Union[str, "os.PathLike[str]"]
 State = tuple[int, int, int, int]  # (W, T, G, E), keys.unpack_state
@@ -193,81 +192,59 @@ def _open_segments(db: Database, info: CollectionInfo, state: State,
                 raise _Moved((info.cid, gen, path)) from None
 
 
-def _copy_lmdb(env: Any, txn: Any, tmp_dir: str) -> _File:
-    """A logical copy of every table of the LMDB environment as txn sees it, in a fresh
-    environment, returned as its (already unlinked) data.mdb.
+def _copy_lmdb(env: Any, tmp_dir: str) -> tuple[_File, dict[int, tuple[CollectionInfo, State]]]:
+    """LMDB's own copy of the environment (``mdb_env_copy``: every page up to the last one
+    used, read in one read transaction of its own), as an already unlinked data.mdb, and
+    the collections (catalog entries and states) that copy holds.
 
-    Not ``Environment.copyfd(compact=True, txn=txn)``: py-lmdb 3.0 crashes (SIGSEGV) in the
-    compact copy of a dupsort+dupfixed table once it holds sub-databases (our postings),
-    and its plain copy cannot take our transaction."""
+    Not the compacting copy: py-lmdb 3.0 crashes (SIGSEGV) in it once a dupsort+dupfixed
+    table (our postings) holds sub-databases. Not a copy inside a transaction of ours: only
+    the compacting copy takes one. Reading the snapshot's collections back from the copy
+    itself makes the copy the snapshot."""
     folder = tempfile.mkdtemp(dir=tmp_dir, prefix=".vecdb-backup-")
     try:
-        used = (env.env.info()["last_pgno"] + 1) * env.env.stat()["psize"]
-        out = lmdb.open(folder, map_size=max(INITIAL_MAP_SIZE, 2 * used), subdir=True,
-                        max_dbs=len(SUBDBS), lock=False, sync=False, metasync=False,
-                        readahead=False)
+        with env.guard.shared():  # no map resize meanwhile (storage/env.py, invariant 1)
+            env._check_open()
+            env.env.copy(folder)
+        copy = lmdb.open(folder, readonly=True, lock=False, subdir=True, max_dbs=len(SUBDBS),
+                         readahead=False)
         try:
-            for name in SUBDBS:
-                target = out.open_db(name.encode(), **SUBDB_FLAGS.get(name, {}))
-                source = env.dbs.get(name)
-                if source is None:  # a table the database predates: empty
-                    continue
-                with txn.cursor(db=source) as cur:
-                    items = cur.iternext(keys=True, values=True)
-                    while True:
-                        chunk = list(islice(items, LMDB_COPY_CHUNK))
-                        if not chunk:
-                            break
-                        _put_chunk(out, target, chunk, name)
+            dbs = {name: copy.open_db(name.encode(), create=False)
+                   for name in ("catalog", "state")}
+            with copy.begin() as txn:
+                collections = _read_collections(txn, dbs)
         finally:
-            out.close()
+            copy.close()
         fd = os.open(os.path.join(folder, "data.mdb"), os.O_RDONLY | os.O_CLOEXEC)
     finally:
         shutil.rmtree(folder, ignore_errors=True)
-    return _File(LMDB_MEMBER, fd, os.fstat(fd).st_size, "the LMDB copy")
-
-
-def _put_chunk(out: Any, db: Any, chunk: list[tuple[bytes, bytes]], name: str) -> None:
-    """Appends sorted (key, value) pairs to a table of the copy, growing its map as needed."""
-    while True:
-        try:
-            with out.begin(write=True) as w:
-                with w.cursor(db=db) as cur:
-                    added = cur.putmulti(chunk, dupdata=True, append=True)[1]
-                if added != len(chunk):
-                    raise CorruptionError(f"the copy of LMDB table {name!r} took {added} of "
-                                          f"{len(chunk)} entries (keys out of order)")
-            return
-        except lmdb.MapFullError:
-            out.set_mapsize(out.info()["map_size"] * 2)
+    return _File(LMDB_MEMBER, fd, os.fstat(fd).st_size, "the LMDB copy"), collections
 
 
 def take_snapshot(db: Database, tmp_dir: str) -> Snapshot:
     """Opens every file of one consistent snapshot (module docstring, step 2)."""
     env = db._env
-    env.reserve()  # the LMDB copy holds a transaction: writes must not need to grow the map
     for _ in range(SNAPSHOT_ATTEMPTS):
         with env.read() as txn:
             plan = _read_collections(txn, env.dbs)
-        checkpoints: dict[int, list[_File]] = {}
         segments: dict[int, list[_File]] = {}
         opened: list[_File] = []
         try:
+            checkpoints = {}
             for cid, (info, state) in plan.items():
                 checkpoints[cid] = _open_checkpoints(db, info, state[2])
                 opened += checkpoints[cid]
-            with env.read() as txn:
-                now = _read_collections(txn, env.dbs)
-                if {c: s[2] for c, (_, s) in now.items()} != \
-                        {c: s[2] for c, (_, s) in plan.items()}:
-                    raise _Moved()
-                for cid, (info, state) in now.items():
-                    segments[cid] = []
-                    try:
-                        _open_segments(db, info, state, segments[cid])
-                    finally:
-                        opened += segments[cid]
-                lmdb_copy = _copy_lmdb(env, txn, tmp_dir)
+            lmdb_copy, now = _copy_lmdb(env, tmp_dir)
+            opened.append(lmdb_copy)
+            if {c: s[2] for c, (_, s) in now.items()} != \
+                    {c: s[2] for c, (_, s) in plan.items()}:
+                raise _Moved()
+            for cid, (info, state) in now.items():
+                segments[cid] = []
+                try:
+                    _open_segments(db, info, state, segments[cid])
+                finally:
+                    opened += segments[cid]
         except _Moved as moved:
             _close_all(opened)
             if moved.missing is not None:

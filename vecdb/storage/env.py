@@ -179,7 +179,7 @@ class Env:
 
     def reserve(self, headroom: int = LONG_READ_HEADROOM) -> None:
         """Grows the map now, if needed, so that at least max(headroom, the used size)
-        bytes are free. Called before a long read transaction (an export, backup's copy):
+        bytes are free. Called before a long read transaction (an export):
         while one is open no write of this process can grow the map (invariant 1), so the
         writes that go on meanwhile get their room first. A larger map costs address space
         only; the file grows with the pages written."""
