@@ -95,3 +95,39 @@ def test_drop_removes_one_collection(env):
     with e.begin() as txn:
         assert TextStats.load(txn, meta, A) == TextStats()
         assert TextStats.load(txn, meta, B) == TextStats(1, 3)
+
+
+def _dump(e, db):
+    with e.begin() as txn, txn.cursor(db=db) as cur:
+        return list(cur.iternext(keys=True, values=True))
+
+
+def test_put_documents_stores_what_entries_and_put_store(tmp_path):
+    """The batched writer equals the one-document path, also for terms cut to one key
+    (invariant 3) inside one document and across documents, and for empty documents."""
+    rng = np.random.default_rng(5)
+    long_a, long_b = "é" * 130 + "a", "é" * 130 + "b"  # both cut to the same 256 bytes
+    words = ["aapl", "b", "zz", "gpt-4o", "東京", long_a, long_b, "x" * 64]
+    docs = []
+    for row in rng.permutation(300).tolist():
+        chosen = rng.choice(len(words), size=int(rng.integers(0, 5)), replace=False)
+        docs.append((row, {words[i]: int(rng.integers(1, 4)) for i in chosen}))
+    docs.append((400, {long_a: 2, long_b: 3, "b": 1}))
+    dumps, stats = [], []
+    for batched in (False, True):
+        e = lmdb.open(str(tmp_path / f"env{batched}"), max_dbs=2, map_size=1 << 26)
+        db = e.open_db(b"postings", dupsort=True, dupfixed=True)
+        s = TextStats()
+        with e.begin(write=True) as txn:
+            if batched:
+                postings.put_documents(txn, db, A, docs, s)
+            else:
+                for row, counts in docs:
+                    postings.put(txn, db, postings.entries(A, row, counts, s))
+        dumps.append(_dump(e, db))
+        stats.append(s)
+        e.close()
+    assert dumps[0] == dumps[1] and stats[0] == stats[1]
+    key = postings.term_key(A, long_a)
+    assert [(k, postings.POSTING.unpack(v)) for k, v in dumps[1] if k == key and
+            postings.POSTING.unpack(v)[0] == 400] == [(key, (400, 5, 6))]

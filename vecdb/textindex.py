@@ -41,13 +41,12 @@ class TextWriter:
         self.db, self.meta = dbs.get("postings"), dbs["meta"]
         self._stats: Optional[postings.TextStats] = None  # read at the first change
         self.changed = False
-        self._pending: List[Tuple[bytes, bytes]] = []  # added postings, stored by finish()
+        self._pending: List[Tuple[int, Dict[str, int]]] = []  # added (row, counts): finish()
 
     def add(self, row: int, document: Optional[str]) -> None:
         """Row row now holds a record with this document (None: none)."""
         if self.on and document:
-            self._pending += postings.entries(self.prefix, row,
-                                              counts_for(self.config, document), self.stats)
+            self._pending.append((row, counts_for(self.config, document)))
             self.changed = True
 
     def add_record(self, row: int, record: bytes) -> None:
@@ -86,6 +85,6 @@ class TextWriter:
         the transaction commits). Removals are immediate: a row's postings are only ever
         removed before new ones of that row are added, within one transaction."""
         if self.on and self.changed:
-            postings.put(self.txn, self.db, self._pending)
+            postings.put_documents(self.txn, self.db, self.prefix, self._pending, self.stats)
             self._pending = []
             self.stats.save(self.txn, self.meta, self.prefix)
