@@ -119,7 +119,7 @@ def _status(p: Problem) -> str:
 
 
 def _table(header: list[str], rows: list[list[Any]]) -> list[str]:
-    cells = [header] + [[str(v) for v in row] for row in rows]
+    cells = [header] + [[f"{v:,}" if type(v) is int else str(v) for v in row] for row in rows]
     widths = [max(len(r[i]) for r in cells) for i in range(len(header) - 1)]
     return ["  ".join([c.ljust(w) for c, w in zip(r[:-1], widths)] + [r[-1]]).rstrip()
             for r in cells]
