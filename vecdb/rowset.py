@@ -33,10 +33,17 @@ import numpy as np
 from .config import HNSW, IVFPQ, IndexConfig, QuantConfig
 from .index.flat import FlatIndex
 from .index.filter_columns import FilterColumns
-from .index.hnsw import HnswIndex
-from .index.ivfpq import IvfPqIndex
+from .index.codes import CODES_FILE
+from .index.hnsw import GRAPH_FILE, HnswIndex
+from .index.ivfpq import IVF_FILE, IvfPqIndex
+from .storage import colfile
 from .storage.catalog import CollectionInfo
 from .storage.segments import ID_NOT_INT, IDS, SegmentStore
+
+
+# The derived checkpoint files a generation folder may hold, by the component they save.
+CHECKPOINT_FILES = {"graph": GRAPH_FILE, "codes": CODES_FILE, "ivfpq": IVF_FILE,
+                    "filters": colfile.FILE_NAME}
 
 
 def generation_dir(base: str, gen: int) -> str:

@@ -51,10 +51,7 @@ from typing import Any, BinaryIO, Callable, Optional
 import zstandard
 
 from ..errors import ArchiveError, CorruptionError
-from ..index.codes import CODES_FILE
-from ..index.hnsw import GRAPH_FILE
-from ..index.ivfpq import IVF_FILE
-from ..storage.colfile import FILE_NAME as FILTERS_FILE
+from ..rowset import CHECKPOINT_FILES as CHECKPOINT_FILES_BY_COMPONENT
 from ..storage.segments import IDS, VECTORS
 
 MAGIC = "vecdb-backup"
@@ -62,7 +59,7 @@ FORMAT_VERSION = 1
 HEADER_MEMBER = "VECDB_BACKUP"
 MANIFEST_MEMBER = "MANIFEST.json"
 LMDB_MEMBER = "data.mdb"
-CHECKPOINT_FILES = (GRAPH_FILE, CODES_FILE, IVF_FILE, FILTERS_FILE)
+CHECKPOINT_FILES = tuple(CHECKPOINT_FILES_BY_COMPONENT.values())
 MAX_HEADER_BYTES = 1 << 16
 MAX_MANIFEST_BYTES = 1 << 28
 IO_CHUNK = 1 << 20          # bytes per read / write of a member

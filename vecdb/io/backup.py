@@ -66,12 +66,12 @@ from ..index.ivfpq import IvfPqIndex
 from ..rowset import generation_dir
 from ..storage import keys
 from ..storage.catalog import CollectionInfo
+from ..storage.colfile import FILE_NAME as FILTERS_FILE
 from ..storage.env import FORMAT_VERSION as DB_FORMAT_VERSION
 from ..storage.env import SUBDBS
 from ..storage.segments import HEADER_BYTES, IDS, VECTORS, segment_shift_for
 from .archive import (
     CHECKPOINT_FILES,
-    FILTERS_FILE,
     FORMAT_VERSION,
     HEADER_MEMBER,
     LMDB_MEMBER,

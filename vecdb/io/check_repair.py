@@ -37,11 +37,8 @@ import numpy as np
 
 from ..config import text_index_from_dict
 from ..errors import VecDBError
-from ..index.codes import CODES_FILE
-from ..index.hnsw import GRAPH_FILE
-from ..index.ivfpq import IVF_FILE
-from ..rowset import RowSet
-from ..storage import colfile, keys, postings
+from ..rowset import CHECKPOINT_FILES, RowSet
+from ..storage import keys, postings
 from ..storage.catalog import CollectionInfo
 from ..storage.segments import HEADER_BYTES, ID_NOT_INT, IDS
 from .check_files import open_segment, segment_store
@@ -53,8 +50,6 @@ if TYPE_CHECKING:  # pragma: no cover
     from ..database import Database
 
 PUT_BATCH = 1 << 16
-CHECKPOINT_FILES = {"graph": GRAPH_FILE, "codes": CODES_FILE, "ivfpq": IVF_FILE,
-                    "filters": colfile.FILE_NAME}
 LMDB_COMPONENTS = {"ids", "tombstones", "edits", "postings"}
 
 
