@@ -13,7 +13,7 @@ from .config import BM25, HNSW, IVFPQ, PQ, RRF, SQ8, Flat, Weighted
 from .database import Database, open
 from .errors import *  # noqa: F401,F403 - the exception types are part of the public surface
 from .errors import __all__ as _error_names
-from .results import Hit, Record, Results
+from .results import Hit, Record, Records, Results
 
 
 def restore(archive: "str | os.PathLike[str]", dest_dir: "str | os.PathLike[str]", *,
@@ -31,4 +31,4 @@ __version__ = "0.1.0"
 
 __all__ = ["open", "restore", "Database", "Collection", "HNSW", "IVFPQ", "SQ8", "PQ", "Flat", "RRF",
            "Weighted", "BM25", "Hit",
-           "Record", "Results", "__version__", *_error_names]
+           "Record", "Records", "Results", "__version__", *_error_names]

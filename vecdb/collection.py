@@ -50,7 +50,7 @@ from .query.selection import Selection, select
 from .rowset import RowSet, remove_generation_dirs
 from .vacuum import vacuum
 from . import reads, textsearch
-from .results import Record, Results
+from .results import Record, Records, Results
 from .storage import keys, records
 from .storage.catalog import CollectionInfo
 from .textindex import TextWriter
@@ -131,9 +131,38 @@ class Collection:
         return self._quantization
 
     def __repr__(self) -> str:
-        live = self._rows.live if self._rows is not None else 0
+        state = self._repr_state()
+        count = f"count={state}" if isinstance(state, int) else state
+        quant = "" if self._quantization is None else f", quantization={self._quantization!r}"
+        text = repr(self._text_index) if self._text_index is not None else "False"
         return (f"Collection(name={self.name!r}, dim={self.dim}, metric={self.metric!r}, "
-                f"count={live})")
+                f"{count}, index={self._config!r}{quant}, text_index={text})")
+
+    def _repr_state(self) -> Union[int, str]:
+        """The live count, or "closed" / "dropped" (a repr never raises)."""
+        if self._db.closed:
+            return "closed"
+        try:
+            return self._current().live
+        except CollectionNotFoundError:
+            return "dropped"
+
+    def _repr_html_(self) -> str:
+        """A table of the settings and counts, and the first 5 items (``peek(5)``)."""
+        from . import display
+        state = self._repr_state()
+        rows = self._rows
+        fields = [("count", f"{state:,}" if isinstance(state, int) else state),
+                  ("dim", str(self.dim)), ("metric", self.metric),
+                  ("index", repr(self._config)),
+                  ("quantization", repr(self._quantization) if self._quantization else "none"),
+                  ("text index", repr(self._text_index) if self._text_index else "none")]
+        if isinstance(state, int) and rows is not None and rows.watermark > state:
+            fields.append(("deleted rows", f"{rows.watermark - state:,} (vacuum() frees them)"))
+        out = display.html_fields(fields, title=f"Collection {self.name!r}")
+        if isinstance(state, int) and state:
+            out += self.peek(5)._repr_html_()
+        return out
 
     # -- in-memory state ---------------------------------------------------------------------
 
@@ -481,6 +510,17 @@ class Collection:
                               document=doc if "document" in fields else None,
                               vector=None if vectors is None else vectors[j]))
         return out
+
+    def peek(self, n: int = 5, *, include: Sequence[str] = DEFAULT_INCLUDE) -> Records:
+        """The first n items in insertion order (fewer if the collection holds fewer), as
+        ``Records``: a list of ``Record`` that prints as a table, renders as HTML in a
+        notebook and has ``to_pandas()`` / ``to_arrow()`` / ``to_list()``. ``include`` as in
+        ``get`` (add "vector" for the vectors). Reads n records, never the whole collection.
+
+        >>> col.peek(3).to_pandas()  # doctest: +SKIP
+        """
+        n = validate.non_negative_int(n, "n")
+        return Records(self.get(limit=n, include=include))
 
     def query(self, query: Any = None, k: int = 10, *, text: Any = None, fusion: Any = None,
               where: Optional[Where] = None,

@@ -122,9 +122,34 @@ class Database:
     def __exit__(self, *exc: Any) -> None:
         self.close()
 
+    def _state(self) -> str:
+        return "closed" if self._closed else ("readonly" if self.readonly else "open")
+
     def __repr__(self) -> str:
-        state = "closed" if self._closed else ("readonly" if self.readonly else "open")
-        return f"Database({self.path!r}, {state})"
+        if self._closed:
+            return f"Database({self.path!r}, closed)"
+        from .display import database_summary
+        summary, total = database_summary(self)
+        counts = ", ".join(f"{c['name']!r}: {c['count']}" for c in summary)
+        more = f", … +{total - len(summary)} more" if total > len(summary) else ""
+        return f"Database({self.path!r}, collections={{{counts}{more}}}, {self._state()})"
+
+    def _repr_html_(self) -> str:
+        """The path and state, and one row per collection (name, count, dim, metric, index,
+        quantization, text index), read from the catalog without opening any collection."""
+        from . import display
+        title = f"Database {self.path} ({self._state()})"
+        if self._closed:
+            return display.html_fields([], title=title)
+        summary, total = display.database_summary(self)
+        rows = [[c["name"], f"{c['count']:,}", str(c["dim"]), c["metric"], repr(c["index"]),
+                 repr(c["quantization"]) if c["quantization"] else "",
+                 repr(c["text_index"]) if c["text_index"] else ""] for c in summary]
+        table = display.html_table(
+            ["collection", "count", "dim", "metric", "index", "quantization", "text index"],
+            rows, caption=f"{title}: {total} collection{'' if total == 1 else 's'}",
+            footer=display.more_line(len(rows), total, "collections"), wide=("index",))
+        return f"<div class='vecdb'>{table}</div>"
 
     # -- collections -------------------------------------------------------------------------
 
