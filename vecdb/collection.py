@@ -458,10 +458,11 @@ class Collection:
 
     def get(self, ids: Optional[Sequence[Id]] = None, *, where: Optional[Where] = None,
             where_document: Optional[WhereDocument] = None, limit: Optional[int] = None,
-            offset: int = 0, include: Sequence[str] = DEFAULT_INCLUDE) -> List[Record]:
+            offset: int = 0, include: Sequence[str] = DEFAULT_INCLUDE) -> Records:
         """Records of the given ids (in that order, unknown ids skipped), or of all items in
         insertion order (with ``limit``/``offset``) when ``ids`` is None; the filters keep
-        only the items that match them (``limit``/``offset`` count matching items).
+        only the items that match them (``limit``/``offset`` count matching items). The
+        ``Records`` list prints as a table and has ``to_pandas()`` / ``to_arrow()``.
 
         >>> col.get(ids=["a"])[0].document  # doctest: +SKIP
         'origin'
@@ -509,7 +510,7 @@ class Collection:
                               metadata=(meta or {}) if "metadata" in fields else None,
                               document=doc if "document" in fields else None,
                               vector=None if vectors is None else vectors[j]))
-        return out
+        return Records(out)
 
     def peek(self, n: int = 5, *, include: Sequence[str] = DEFAULT_INCLUDE) -> Records:
         """The first n items in insertion order (fewer if the collection holds fewer), as
@@ -520,7 +521,7 @@ class Collection:
         >>> col.peek(3).to_pandas()  # doctest: +SKIP
         """
         n = validate.non_negative_int(n, "n")
-        return Records(self.get(limit=n, include=include))
+        return self.get(limit=n, include=include)
 
     def query(self, query: Any = None, k: int = 10, *, text: Any = None, fusion: Any = None,
               where: Optional[Where] = None,
