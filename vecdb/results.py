@@ -267,17 +267,10 @@ class Results(Sequence[Hit]):
         return title
 
     def __repr__(self) -> str:
-        if not self._ids:
-            return f"Results({self._title()})"
-        head, rows = self._shown(html_mode=False)
-        more = display.more_line(len(rows), len(self), "hits")
-        return f"Results({self._title()})\n" + display.text_table(head, rows) + \
-            (f"\n{more}" if more else "")
+        return _table_repr(self, "Results", "hits")
 
     def _repr_html_(self) -> str:
-        head, rows = self._shown(html_mode=True)
-        return display.html_table(head, rows, caption=f"Results: {self._title()}",
-                                  footer=display.more_line(len(rows), len(self), "hits"))
+        return _table_html(self, "Results", "hits")
 
 
 def _batch_columns(batch: Sequence[Results], flatten: bool,
@@ -312,6 +305,23 @@ def _batch_columns(batch: Sequence[Results], flatten: bool,
             vectors.append(h.vector)
     tail = {"vector": vectors} if with_vectors else {}
     return display.flat_columns(base, metadatas, flatten, tail)
+
+
+def _table_repr(items: Any, label: str, unit: str) -> str:
+    """The text repr of Results / Records: a title, then a table of the first rows."""
+    if not len(items):
+        return f"{label}({items._title()})"
+    head, rows = items._shown(html_mode=False)
+    more = display.more_line(len(rows), len(items), unit)
+    return f"{label}({items._title()})\n" + display.text_table(head, rows) + \
+        (f"\n{more}" if more else "")
+
+
+def _table_html(items: Any, label: str, unit: str) -> str:
+    """The notebook (HTML) table of Results / Records."""
+    head, rows = items._shown(html_mode=True)
+    return display.html_table(head, rows, caption=f"{label}: {items._title()}",
+                              footer=display.more_line(len(rows), len(items), unit))
 
 
 class Records(List[Record]):
@@ -392,14 +402,7 @@ class Records(List[Record]):
         return f"{len(self):,} record{'' if len(self) == 1 else 's'}"
 
     def __repr__(self) -> str:
-        if not self:
-            return "Records(0 records)"
-        head, rows = self._shown(html_mode=False)
-        more = display.more_line(len(rows), len(self), "records")
-        return f"Records({self._title()})\n" + display.text_table(head, rows) + \
-            (f"\n{more}" if more else "")
+        return _table_repr(self, "Records", "records")
 
     def _repr_html_(self) -> str:
-        head, rows = self._shown(html_mode=True)
-        return display.html_table(head, rows, caption=f"Records: {self._title()}",
-                                  footer=display.more_line(len(rows), len(self), "records"))
+        return _table_html(self, "Records", "records")
