@@ -510,7 +510,7 @@ class Collection:
                               metadata=(meta or {}) if "metadata" in fields else None,
                               document=doc if "document" in fields else None,
                               vector=None if vectors is None else vectors[j]))
-        return Records(out)
+        return Records._trusted(out)
 
     def peek(self, n: int = 5, *, include: Sequence[str] = DEFAULT_INCLUDE) -> Records:
         """The first n items in insertion order (fewer if the collection holds fewer), as

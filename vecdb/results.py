@@ -340,6 +340,13 @@ class Records(List[Record]):
                 raise InvalidArgumentError(f"records[{i}]: expected a vecdb.Record, got "
                                            f"{type(r).__name__}")
 
+    @classmethod
+    def _trusted(cls, records: List[Record]) -> "Records":
+        """Records of a list known to hold only Record (get(): no per-item check)."""
+        out = cls.__new__(cls)
+        list.__init__(out, records)
+        return out
+
     @overload
     def __getitem__(self, i: SupportsIndex) -> Record: ...
     @overload
@@ -347,7 +354,7 @@ class Records(List[Record]):
 
     def __getitem__(self, i: Union[SupportsIndex, slice]) -> Union[Record, "Records"]:
         if isinstance(i, slice):
-            return Records(super().__getitem__(i))
+            return Records._trusted(super().__getitem__(i))
         return super().__getitem__(i)
 
     @property
