@@ -41,8 +41,8 @@ from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 import numpy as np
 
 import vecdb
-from common import (exact_topk, normalized, open_dataset, other_load, recall_at_k, settle,
-                    trim_heap, version, write_json)
+from common import (dataset_rows, exact_topk, normalized, open_dataset, other_load,
+                    recall_at_k, settle, trim_heap, version, write_json)
 from vecdb import _native
 
 K = 10
@@ -71,18 +71,13 @@ def load(args: argparse.Namespace) -> Dict[str, Any]:
     """Base rows, queries, metric and ground truth (None: compute it) of the run."""
     opened = open_dataset(args.dataset)
     if opened is not None:
-        name, base, Q = opened
-        full_n = base.shape[0]
-        n = min(args.n or full_n, full_n)
-        X = np.asarray(base[:n], dtype=np.float32)
-        Q = Q[:args.nq]
+        name, X, Q, whole = dataset_rows(opened, args.n, args.nq)
         gt = None
         gt_path = os.path.join(args.dataset, "gt_top100.i32.npy")
-        if n == full_n and os.path.exists(gt_path):
+        if whole and os.path.exists(gt_path):
             gt = np.load(gt_path)[:len(Q), :K].astype(np.int64)
-        name += "" if n == full_n else f"[:{n}]"
         # the rows are unit vectors (up to float16 rounding): cosine
-        return {"name": name, "X": normalized(X), "Q": normalized(Q), "metric": "cosine",
+        return {"name": name, "X": X, "Q": Q, "metric": "cosine",
                 "gt": gt, "gt_source": "dataset gt_top100" if gt is not None else "numpy exact",
                 "dataset_dir": args.dataset}
     n = args.n or 100_000

@@ -37,6 +37,19 @@ def open_dataset(d: Optional[str]) -> Optional[Tuple[str, np.ndarray, np.ndarray
     return None
 
 
+def dataset_rows(opened: Tuple[str, np.ndarray, np.ndarray], n: Optional[int],
+                 nq: Optional[int] = None) -> Tuple[str, np.ndarray, np.ndarray, bool]:
+    """(name, X, Q, whole) of an ``open_dataset`` result: its first n base rows (all when n
+    is None or larger) and first nq queries (all when None), both as unit float32 rows;
+    whole tells whether X is every base row, and the name gets "[:n]" when it is not."""
+    name, base, queries = opened
+    full_n = base.shape[0]
+    n = min(n or full_n, full_n)
+    X = normalized(np.asarray(base[:n], dtype=np.float32))
+    whole = n == full_n
+    return (name if whole else f"{name}[:{n}]"), X, normalized(queries[:nq]), whole
+
+
 def settle() -> None:
     """OpenBLAS worker threads spin for a while after a numpy call and would steal the second
     core from whatever is measured next."""

@@ -50,7 +50,7 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 import numpy as np
 
 import vecdb
-from common import (git_state, normalized, open_dataset, other_load, settle, version,
+from common import (dataset_rows, git_state, normalized, open_dataset, other_load, settle, version,
                     write_json)
 
 K = 10
@@ -99,11 +99,8 @@ def load(args: argparse.Namespace) -> Dict[str, Any]:
     d = args.dataset
     opened = open_dataset(d)
     if opened is not None:
-        name, base, Q = opened
-        full_n = base.shape[0]
-        n = min(args.n or full_n, full_n)
-        X = normalized(np.asarray(base[:n], dtype=np.float32))
-        Q = normalized(Q)
+        name, X, Q, _ = dataset_rows(opened, args.n)
+        n = len(X)
         month = np.empty(n, dtype=np.int64)
         rank = np.empty(n, dtype=np.int64)
         with open(os.path.join(d, "meta.jsonl")) as f:
@@ -112,7 +109,6 @@ def load(args: argparse.Namespace) -> Dict[str, Any]:
                     break
                 o = json.loads(line)
                 month[i], rank[i] = o["month"], o["rank"]
-        name += "" if n == full_n else f"[:{n}]"
         data = {"name": name, "X": X, "Q": Q, "month": month, "rank": rank, "synthetic": False}
     else:
         data = synthetic(args.n or 100_000, max(args.queries, 1000), args.dim)

@@ -58,8 +58,8 @@ import numpy as np
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)  # measure this tree's vecdb, not another installed copy
 import vecdb  # noqa: E402
-from common import (Targets, git_state, normalized, open_dataset, other_load,  # noqa: E402
-                    settle, version, write_json)
+from common import (dataset_rows, Targets, git_state, normalized, open_dataset,  # noqa: E402
+                    other_load, settle, version, write_json)
 
 K = 10
 ADD_BATCH = 5_000
@@ -122,10 +122,8 @@ def load(args: argparse.Namespace) -> Dict[str, Any]:
     opened = open_dataset(d)
     if opened is None:
         return synthetic(args.n or 100_000, 1000, args.dim)
-    name, base, Q = opened
-    full_n = base.shape[0]
-    n = min(args.n or full_n, full_n)
-    X = normalized(np.asarray(base[:n], dtype=np.float32))
+    name, X, Q, _ = dataset_rows(opened, args.n)
+    n = len(X)
     names: List[str] = []
     summaries: List[str] = []
     with open(os.path.join(d, "meta.jsonl")) as f:
@@ -135,8 +133,7 @@ def load(args: argparse.Namespace) -> Dict[str, Any]:
             o = json.loads(line)
             names.append(o["name"])
             summaries.append(o["summary"] or "")
-    name += "" if n == full_n else f"[:{n}]"
-    return {"name": name, "X": X, "Q": normalized(Q), "names": names, "summaries": summaries,
+    return {"name": name, "X": X, "Q": Q, "names": names, "summaries": summaries,
             "synthetic": False}
 
 

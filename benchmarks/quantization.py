@@ -62,8 +62,9 @@ import numpy as np
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)  # measure this tree's vecdb, not another installed copy
 import vecdb  # noqa: E402
-from common import (Targets, exact_topk, git_state, normalized, open_dataset,  # noqa: E402
-                    other_load, recall_at_k, settle, trim_heap, version, write_json)
+from common import (dataset_rows, Targets, exact_topk, git_state, normalized,  # noqa: E402
+                    open_dataset, other_load, recall_at_k, settle, trim_heap, version,
+                    write_json)
 
 K = 10
 ADD_BATCH = 10_000
@@ -105,17 +106,12 @@ def load(args: argparse.Namespace) -> Dict[str, Any]:
     d = None if args.dataset in ("", "none") else args.dataset
     opened = open_dataset(d)
     if opened is not None:
-        name, base, Q = opened
-        full_n = base.shape[0]
-        n = min(args.n or full_n, full_n)
-        X = normalized(np.asarray(base[:n], dtype=np.float32))
-        Q = normalized(Q[:args.nq])
+        name, X, Q, whole = dataset_rows(opened, args.n, args.nq)
         gt, source = None, "numpy exact"
         gt_path = os.path.join(d, "gt_top100.i32.npy")
-        if n == full_n and os.path.exists(gt_path):
+        if whole and os.path.exists(gt_path):
             gt = np.load(gt_path)[:len(Q), :K].astype(np.int64)
             source = "dataset gt_top100[:, :10]"
-        name += "" if n == full_n else f"[:{n}]"
         return {"name": name, "X": X, "Q": Q, "gt": gt, "gt_source": source,
                 "synthetic": False}
     n = args.n or 100_000
