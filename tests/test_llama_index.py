@@ -26,7 +26,6 @@ pytest.importorskip("llama_index.core", reason="llama-index-core (the llama-inde
 
 from conftest import VECDB_ROOT
 from llama_index.core import Document, StorageContext, VectorStoreIndex
-from llama_index.core.base.embeddings.base import BaseEmbedding
 from llama_index.core.llms.mock import MockLLM
 from llama_index.core.node_parser import SentenceSplitter
 from llama_index.core.schema import (
@@ -50,9 +49,10 @@ from vecdb.integrations.llama_index import VecDBVectorStore
 
 EXAMPLES = os.path.join(VECDB_ROOT, "examples")
 sys.path.insert(0, EXAMPLES)
+from llama_index_example import HashEmbedding  # the example's adapter: tested as users run it
 from local_embedding import embed
 
-DIM = 256
+DIM = 256  # HashEmbedding's dimension
 CORPUS = [  # (text, metadata); "reviewer" is sparse: a value, None, "" or missing
     ("Rivers flood the valley every spring after the snow melts.",
      {"topic": "nature", "year": 2019, "rating": 4.5, "tags": ["water", "weather"],
@@ -85,21 +85,6 @@ QUERIES = [("how do compilers translate source code", "n9"),
            ("bees making honey from flowers", "n8"),
            ("magma and volcanoes erupting", "n3"),
            ("mortgage interest rates", "n7")]
-
-
-class HashEmbedding(BaseEmbedding):
-    """LlamaIndex embedding over examples/local_embedding.py: deterministic, offline."""
-
-    dim: int = DIM
-
-    def _get_text_embedding(self, text: str) -> list[float]:
-        return embed([text], self.dim)[0].tolist()
-
-    def _get_query_embedding(self, query: str) -> list[float]:
-        return self._get_text_embedding(query)
-
-    async def _aget_query_embedding(self, query: str) -> list[float]:
-        return self._get_text_embedding(query)
 
 
 @pytest.fixture(autouse=True)
