@@ -81,6 +81,7 @@ from .archive import (
     fsync_dir,
     header_bytes,
 )
+from .formats import check_path
 from .progress import check_progress, progress_bar
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -282,10 +283,7 @@ def _describe(db: Database, info: CollectionInfo, state: State) -> dict[str, Any
 # -- backup -----------------------------------------------------------------------------------
 
 def _check_dest(dest: Any) -> str:
-    if not isinstance(dest, (str, os.PathLike)):
-        raise InvalidArgumentError(f"dest: expected a file path (str or os.PathLike), got "
-                                   f"{dest!r}")
-    path = os.path.abspath(os.fspath(dest))
+    path = os.path.abspath(check_path(dest, "dest"))
     if os.path.isdir(path):
         raise InvalidArgumentError(f"dest: {path!r} is a directory; give the archive's file "
                                    f"path, e.g. 'nightly.vdb.tar.zst'")
@@ -351,20 +349,14 @@ def backup(db: Database, dest: PathArg, *, level: int = 3,
 # -- restore ----------------------------------------------------------------------------------
 
 def _check_archive(archive: Any) -> str:
-    if not isinstance(archive, (str, os.PathLike)):
-        raise InvalidArgumentError(f"archive: expected a file path (str or os.PathLike), got "
-                                   f"{archive!r}")
-    path = os.path.abspath(os.fspath(archive))
+    path = os.path.abspath(check_path(archive, "archive"))
     if not os.path.isfile(path):
         raise InvalidArgumentError(f"archive: no archive file at {path!r}")
     return path
 
 
 def _check_dest_dir(dest_dir: Any) -> str:
-    if not isinstance(dest_dir, (str, os.PathLike)):
-        raise InvalidArgumentError(f"dest_dir: expected a directory path (str or "
-                                   f"os.PathLike), got {dest_dir!r}")
-    path = os.path.abspath(os.fspath(dest_dir))
+    path = os.path.abspath(check_path(dest_dir, "dest_dir", "directory path"))
     if os.path.exists(path):
         if not os.path.isdir(path):
             raise InvalidArgumentError(f"dest_dir: {path!r} exists and is not a directory")

@@ -67,13 +67,13 @@ class Items:
         return self.positions[i] if self.positions is not None else self.first + i
 
 
-def check_path(path: Any, name: str = "path") -> str:
-    """path as a str, or InvalidArgumentError naming it."""
+def check_path(path: Any, name: str = "path", kind: str = "file path") -> str:
+    """path as a str, or InvalidArgumentError naming it (and the kind of path expected)."""
     if isinstance(path, (str, os.PathLike)):
         text = os.fspath(path)
         if isinstance(text, str) and text:
             return text
-    raise InvalidArgumentError(f"{name}: expected a file path (str or os.PathLike), got "
+    raise InvalidArgumentError(f"{name}: expected a {kind} (str or os.PathLike), got "
                                f"{path!r}")
 
 
